@@ -1,0 +1,21 @@
+/* Graph passes run once at engine build: constant folding, fusions, dead-node removal. */
+#ifndef KEEL_GRAPH_PASSES_H
+#define KEEL_GRAPH_PASSES_H
+
+#include <keel/status.h>
+
+#include "graph/ir.h"
+
+/* Resolve every node's operator definition; an unsupported operator is an error naming it, its opset and
+ * the node. */
+keel_status *keel_pass_resolve_ops(keel_graph *g);
+/* Run nodes whose inputs are all constants and replace their outputs by constants. */
+keel_status *keel_pass_fold_constants(keel_graph *g);
+/* Conv+BatchNormalization into Conv; Conv/Gemm/MatMul + activation; MatMul + bias Add. */
+keel_status *keel_pass_fuse(keel_graph *g);
+/* Drop nodes whose outputs nobody reads (graph outputs count as read). */
+keel_status *keel_pass_remove_dead(keel_graph *g);
+/* Number of node inputs reading value v, plus one if it is a graph output. */
+int keel_graph_use_count(const keel_graph *g, int v);
+
+#endif

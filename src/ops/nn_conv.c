@@ -1,0 +1,332 @@
+/* Conv and ConvTranspose (float32, float64): im2col / col2im into the planned workspace + OpenBLAS GEMM.
+ * 1x1 stride-1 unpadded convolutions multiply straight from the input; depthwise convolutions accumulate
+ * kernel taps directly. The fused activation (node->act) is applied to the output at the end. */
+#include <limits.h>
+#include <string.h>
+
+#include <cblas.h>
+
+#include "ops/act.h"
+#include "ops/nn_internal.h"
+
+typedef struct nn_conv_geom {
+  int64_t N, C, M, group, Cg, Mg, kprod;
+  int64_t in_prod;  /* Conv: input spatial size; ConvTranspose: output spatial size (w3.in) */
+  int64_t out_prod; /* Conv: output spatial size; ConvTranspose: input spatial size (w3.out) */
+  nn_window w3;     /* padded to 3 spatial dims */
+  bool pointwise;   /* kernel 1, stride 1, no padding: the GEMM reads / writes the tensor directly */
+  int ndim;
+  int64_t out_dims[KEEL_MAX_DIMS];
+} nn_conv_geom;
+
+#define NN_T float
+#define NN_SUF f32
+#define NN_GEMM cblas_sgemm
+#include "ops/nn_conv_tmpl.h"
+#undef NN_T
+#undef NN_SUF
+#undef NN_GEMM
+#define NN_T double
+#define NN_SUF f64
+#define NN_GEMM cblas_dgemm
+#include "ops/nn_conv_tmpl.h"
+#undef NN_T
+#undef NN_SUF
+#undef NN_GEMM
+
+static keel_status *check_common(const keel_node *n, const keel_view *in, int n_in) {
+  KEEL_TRY(nn_need_inputs(n, n_in, 2, 3));
+  const keel_view *x = &in[0], *w = &in[1];
+  if (!nn_has(in, n_in, 0) || !nn_has(in, n_in, 1))
+    return keel_error(KEEL_INVALID_MODEL, "inputs X and W are required");
+  if (x->dtype != KEEL_FLOAT32 && x->dtype != KEEL_FLOAT64)
+    return keel_error(KEEL_UNSUPPORTED, "input X has dtype %s; float32 and float64 are supported",
+                      keel_dtype_name(x->dtype));
+  if (w->dtype != x->dtype)
+    return keel_error(KEEL_SHAPE_MISMATCH, "weight W has dtype %s but X has %s", keel_dtype_name(w->dtype),
+                      keel_dtype_name(x->dtype));
+  if (x->ndim < 3 || x->ndim > 2 + NN_MAX_SP)
+    return keel_error(KEEL_SHAPE_MISMATCH, "input X has rank %d; expected 3 to %d (N, C, 1 to %d spatial dims)",
+                      x->ndim, 2 + NN_MAX_SP, NN_MAX_SP);
+  if (w->ndim != x->ndim)
+    return keel_error(KEEL_SHAPE_MISMATCH, "weight W has rank %d but X has rank %d", w->ndim, x->ndim);
+  for (int i = 0; i < w->ndim; i++)
+    if (w->dims[i] < 0) return keel_error(KEEL_UNSUPPORTED, "weight W has an unknown dim %d", i);
+  if (w->dims[0] < 1 || w->dims[1] < 1)
+    return keel_error(KEEL_SHAPE_MISMATCH, "weight W has an empty channel dim (%lld x %lld)",
+                      (long long)w->dims[0], (long long)w->dims[1]);
+  const int nsp = x->ndim - 2;
+  const int64_t *ks = NULL;
+  int nk = keel_attr_ints(n, "kernel_shape", &ks);
+  if (nk >= 0 && ks) {
+    if (nk != nsp)
+      return keel_error(KEEL_INVALID_MODEL, "kernel_shape has %d values, expected %d", nk, nsp);
+    for (int i = 0; i < nsp; i++)
+      if (ks[i] != w->dims[2 + i])
+        return keel_error(KEEL_SHAPE_MISMATCH, "kernel_shape[%d] = %lld does not match W's dim %lld", i,
+                          (long long)ks[i], (long long)w->dims[2 + i]);
+  }
+  return NULL;
+}
+
+static keel_status *check_bias(const keel_view *in, int n_in, int64_t M) {
+  if (!nn_has(in, n_in, 2)) return NULL;
+  const keel_view *b = &in[2];
+  if (b->dtype != in[0].dtype)
+    return keel_error(KEEL_SHAPE_MISMATCH, "bias B has dtype %s but X has %s", keel_dtype_name(b->dtype),
+                      keel_dtype_name(in[0].dtype));
+  if (b->ndim != 1 || (b->dims[0] >= 0 && b->dims[0] != M))
+    return keel_error(KEEL_SHAPE_MISMATCH, "bias B must be 1-D of length %lld (output channels)", (long long)M);
+  return NULL;
+}
+
+/* GEMM dimensions go to cblas as int. */
+static keel_status *check_int_range(const nn_conv_geom *g, int64_t rows, int64_t cols, int64_t inner) {
+  if (rows > INT_MAX || cols > INT_MAX || inner > INT_MAX || g->in_prod > INT_MAX || g->out_prod > INT_MAX)
+    return keel_error(KEEL_UNSUPPORTED, "matrix dimensions exceed the BLAS int range");
+  return NULL;
+}
+
+static keel_status *conv_geom(const keel_node *n, const keel_view *in, int n_in, nn_conv_geom *g) {
+  KEEL_TRY(check_common(n, in, n_in));
+  const keel_view *x = &in[0], *w = &in[1];
+  const int nsp = x->ndim - 2;
+  memset(g, 0, sizeof *g);
+  g->group = keel_attr_int(n, "group", 1);
+  if (g->group < 1) return keel_error(KEEL_INVALID_MODEL, "group = %lld", (long long)g->group);
+  g->M = w->dims[0];
+  g->Cg = w->dims[1];
+  if (g->M % g->group)
+    return keel_error(KEEL_INVALID_MODEL, "W has %lld output channels, not divisible by group %lld",
+                      (long long)g->M, (long long)g->group);
+  g->Mg = g->M / g->group;
+  if (!keel_mul_i64(g->Cg, g->group, &g->C)) return keel_error(KEEL_INVALID_MODEL, "channel count overflows");
+  if (x->dims[1] >= 0 && x->dims[1] != g->C)
+    return keel_error(KEEL_SHAPE_MISMATCH, "X has %lld channels but W expects %lld (W dim 1 = %lld x group %lld)",
+                      (long long)x->dims[1], (long long)g->C, (long long)g->Cg, (long long)g->group);
+  KEEL_TRY(check_bias(in, n_in, g->M));
+  nn_window win;
+  KEEL_TRY(nn_window_init(n, nsp, x->dims + 2, w->dims + 2, false, &win));
+  nn_window_pad3(&win, &g->w3);
+  g->N = x->dims[0];
+  g->ndim = x->ndim;
+  g->out_dims[0] = g->N;
+  g->out_dims[1] = g->M;
+  g->kprod = nn_prod(w->dims, 2, w->ndim);
+  g->in_prod = 1;
+  g->out_prod = 1;
+  g->pointwise = g->kprod == 1;
+  for (int i = 0; i < nsp; i++) {
+    g->out_dims[2 + i] = win.out[i];
+    g->in_prod = (g->in_prod < 0 || win.in[i] < 0) ? -1 : g->in_prod * win.in[i];
+    g->out_prod = (g->out_prod < 0 || win.out[i] < 0) ? -1 : g->out_prod * win.out[i];
+    if (win.s[i] != 1 || win.pb[i] || win.pe[i]) g->pointwise = false;
+  }
+  KEEL_TRY(nn_check_numel(n, g->out_dims, g->ndim, keel_dtype_size(x->dtype)));
+  return NULL;
+}
+
+keel_status *nn_conv_infer(const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out) {
+  nn_conv_geom g;
+  KEEL_TRY(conv_geom(n, in, n_in, &g));
+  if (n_out < 1) return keel_error(KEEL_INVALID_MODEL, "has no output");
+  keel_view_set_shape(&out[0], in[0].dtype, g.out_dims, g.ndim);
+  return NULL;
+}
+
+static size_t conv_ws_bytes(const nn_conv_geom *g, keel_dtype dt) {
+  if (g->pointwise || g->Cg == 1 || g->out_prod < 0) return 0;
+  int64_t e;
+  size_t bytes;
+  if (!keel_mul_i64(g->Cg, g->kprod, &e) || !keel_mul_i64(e, g->out_prod, &e) ||
+      !keel_shape_nbytes(e, keel_dtype_size(dt), &bytes))
+    return SIZE_MAX;
+  return bytes;
+}
+
+size_t nn_conv_workspace(const keel_node *n, const keel_view *in, int n_in, const keel_view *out, int n_out) {
+  nn_conv_geom g;
+  keel_status *s = conv_geom(n, in, n_in, &g);
+  if (s) {
+    keel_status_free(s);
+    return 0;
+  }
+  return conv_ws_bytes(&g, in[0].dtype);
+}
+
+keel_status *nn_conv_run(const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out,
+                         keel_exec *ex) {
+  nn_conv_geom g;
+  KEEL_TRY(conv_geom(n, in, n_in, &g));
+  KEEL_TRY(check_int_range(&g, g.Mg, g.out_prod, g.Cg * g.kprod));
+  size_t need = conv_ws_bytes(&g, in[0].dtype);
+  if (need > ex->workspace_bytes)
+    return keel_error(KEEL_INTERNAL, "workspace of %zu bytes given, %zu needed", ex->workspace_bytes, need);
+  const void *b = nn_has(in, n_in, 2) ? in[2].data : NULL;
+  size_t numel = (size_t)keel_view_numel(&out[0]);
+  if (numel == 0) return NULL;
+  if (in[0].dtype == KEEL_FLOAT32) {
+    conv_f32(&g, in[0].data, in[1].data, b, out[0].data, ex->workspace);
+    keel_act_apply_f32(out[0].data, numel, n->act, n->act_alpha, n->act_beta);
+  } else {
+    conv_f64(&g, in[0].data, in[1].data, b, out[0].data, ex->workspace);
+    keel_act_apply_f64(out[0].data, numel, n->act, n->act_alpha, n->act_beta);
+  }
+  return NULL;
+}
+
+/* ---- ConvTranspose ---- */
+
+static keel_status *read_sp(const keel_node *n, const char *name, int nsp, int64_t dflt, int64_t min, int64_t *v) {
+  const int64_t *a = NULL;
+  int c = keel_attr_ints(n, name, &a);
+  if (c < 0 || !a) {
+    for (int i = 0; i < nsp; i++) v[i] = dflt;
+    return NULL;
+  }
+  if (c != nsp) return keel_error(KEEL_INVALID_MODEL, "attribute '%s' has %d values, expected %d", name, c, nsp);
+  for (int i = 0; i < nsp; i++) {
+    if (a[i] < min)
+      return keel_error(KEEL_INVALID_MODEL, "attribute '%s'[%d] = %lld, must be >= %lld", name, i,
+                        (long long)a[i], (long long)min);
+    v[i] = a[i];
+  }
+  return NULL;
+}
+
+static keel_status *convt_geom(const keel_node *n, const keel_view *in, int n_in, nn_conv_geom *g) {
+  KEEL_TRY(check_common(n, in, n_in));
+  const keel_view *x = &in[0], *w = &in[1];
+  const int nsp = x->ndim - 2;
+  memset(g, 0, sizeof *g);
+  g->group = keel_attr_int(n, "group", 1);
+  if (g->group < 1) return keel_error(KEEL_INVALID_MODEL, "group = %lld", (long long)g->group);
+  g->C = w->dims[0];
+  if (x->dims[1] >= 0 && x->dims[1] != g->C)
+    return keel_error(KEEL_SHAPE_MISMATCH, "X has %lld channels but W has %lld input channels",
+                      (long long)x->dims[1], (long long)g->C);
+  if (g->C % g->group)
+    return keel_error(KEEL_INVALID_MODEL, "%lld input channels are not divisible by group %lld", (long long)g->C,
+                      (long long)g->group);
+  g->Cg = g->C / g->group;
+  g->Mg = w->dims[1];
+  if (!keel_mul_i64(g->Mg, g->group, &g->M)) return keel_error(KEEL_INVALID_MODEL, "channel count overflows");
+  KEEL_TRY(check_bias(in, n_in, g->M));
+
+  int64_t s[NN_MAX_SP], d[NN_MAX_SP], opad[NN_MAX_SP], pads[2 * NN_MAX_SP];
+  KEEL_TRY(read_sp(n, "strides", nsp, 1, 1, s));
+  KEEL_TRY(read_sp(n, "dilations", nsp, 1, 1, d));
+  KEEL_TRY(read_sp(n, "output_padding", nsp, 0, 0, opad));
+  KEEL_TRY(read_sp(n, "pads", 2 * nsp, 0, 0, pads));
+  const int64_t *os = NULL;
+  int nos = keel_attr_ints(n, "output_shape", &os);
+  if (nos >= 0 && os) {
+    if (nos != nsp && nos != nsp + 2)
+      return keel_error(KEEL_INVALID_MODEL, "output_shape has %d values, expected %d", nos, nsp);
+    os += nos - nsp; /* a full N,C,... shape: keep the spatial part */
+    for (int i = 0; i < nsp; i++)
+      if (os[i] < 1) return keel_error(KEEL_INVALID_MODEL, "output_shape[%d] = %lld", i, (long long)os[i]);
+  } else {
+    os = NULL;
+  }
+  const char *ap = keel_attr_string(n, "auto_pad", "NOTSET");
+  bool same = !strcmp(ap, "SAME_UPPER") || !strcmp(ap, "SAME_LOWER");
+  bool upper = !strcmp(ap, "SAME_UPPER");
+  if (!same && ap[0] && strcmp(ap, "NOTSET") && strcmp(ap, "VALID"))
+    return keel_error(KEEL_INVALID_MODEL, "unknown auto_pad '%s'", ap);
+  bool valid = !strcmp(ap, "VALID");
+
+  nn_window win = {.nsp = nsp};
+  g->N = x->dims[0];
+  g->ndim = x->ndim;
+  g->out_dims[0] = g->N;
+  g->out_dims[1] = g->M;
+  g->in_prod = g->out_prod = 1;
+  g->pointwise = true;
+  for (int i = 0; i < nsp; i++) {
+    const int64_t xin = x->dims[2 + i], k = w->dims[2 + i];
+    if (k < 1) return keel_error(KEEL_SHAPE_MISMATCH, "W has kernel size %lld in spatial dim %d", (long long)k, i);
+    win.k[i] = k;
+    win.s[i] = s[i];
+    win.d[i] = d[i];
+    win.out[i] = xin;
+    int64_t full = -1; /* stride*(in-1) + output_padding + dilated kernel: the unpadded output size */
+    if (xin >= 0) {
+      if (!keel_mul_i64(s[i], xin > 0 ? xin - 1 : 0, &full) || !keel_add_i64(full, opad[i], &full) ||
+          !keel_add_i64(full, (k - 1) * d[i] + 1, &full))
+        return keel_error(KEEL_SHAPE_MISMATCH, "output size overflows in spatial dim %d", i);
+    }
+    int64_t yout;
+    if (os || same) {
+      yout = os ? os[i] : (xin >= 0 ? xin * s[i] : -1);
+      int64_t total = (full >= 0 && yout >= 0) ? full - yout : 0;
+      if (total < 0) total = 0;
+      win.pb[i] = upper ? total / 2 : total - total / 2;
+      win.pe[i] = total - win.pb[i];
+    } else {
+      win.pb[i] = valid ? 0 : pads[i];
+      win.pe[i] = valid ? 0 : pads[nsp + i];
+      yout = full >= 0 ? full - win.pb[i] - win.pe[i] : -1;
+    }
+    if (xin >= 0 && yout < 1)
+      return keel_error(KEEL_SHAPE_MISMATCH, "output spatial dim %d would be %lld", i, (long long)yout);
+    win.in[i] = yout;
+    g->out_dims[2 + i] = yout;
+    g->in_prod = (g->in_prod < 0 || yout < 0) ? -1 : g->in_prod * yout;
+    g->out_prod = (g->out_prod < 0 || xin < 0) ? -1 : g->out_prod * xin;
+    if (k != 1 || s[i] != 1 || win.pb[i] != 0 || yout != xin) g->pointwise = false;
+  }
+  nn_window_pad3(&win, &g->w3);
+  g->kprod = nn_prod(w->dims, 2, w->ndim);
+  KEEL_TRY(nn_check_numel(n, g->out_dims, g->ndim, keel_dtype_size(x->dtype)));
+  return NULL;
+}
+
+keel_status *nn_convt_infer(const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out) {
+  nn_conv_geom g;
+  KEEL_TRY(convt_geom(n, in, n_in, &g));
+  if (n_out < 1) return keel_error(KEEL_INVALID_MODEL, "has no output");
+  keel_view_set_shape(&out[0], in[0].dtype, g.out_dims, g.ndim);
+  return NULL;
+}
+
+static size_t convt_ws_bytes(const nn_conv_geom *g, keel_dtype dt) {
+  if (g->pointwise || g->out_prod < 0) return 0;
+  int64_t e;
+  size_t bytes;
+  if (!keel_mul_i64(g->Mg, g->kprod, &e) || !keel_mul_i64(e, g->out_prod, &e) ||
+      !keel_shape_nbytes(e, keel_dtype_size(dt), &bytes))
+    return SIZE_MAX;
+  return bytes;
+}
+
+size_t nn_convt_workspace(const keel_node *n, const keel_view *in, int n_in, const keel_view *out, int n_out) {
+  nn_conv_geom g;
+  keel_status *s = convt_geom(n, in, n_in, &g);
+  if (s) {
+    keel_status_free(s);
+    return 0;
+  }
+  return convt_ws_bytes(&g, in[0].dtype);
+}
+
+keel_status *nn_convt_run(const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out,
+                          keel_exec *ex) {
+  nn_conv_geom g;
+  KEEL_TRY(convt_geom(n, in, n_in, &g));
+  KEEL_TRY(check_int_range(&g, g.Mg * g.kprod, g.out_prod, g.Cg));
+  size_t need = convt_ws_bytes(&g, in[0].dtype);
+  if (need > ex->workspace_bytes)
+    return keel_error(KEEL_INTERNAL, "workspace of %zu bytes given, %zu needed", ex->workspace_bytes, need);
+  const void *b = nn_has(in, n_in, 2) ? in[2].data : NULL;
+  size_t numel = (size_t)keel_view_numel(&out[0]);
+  if (numel == 0) return NULL;
+  if (in[0].dtype == KEEL_FLOAT32) {
+    convt_f32(&g, in[0].data, in[1].data, b, out[0].data, ex->workspace);
+    keel_act_apply_f32(out[0].data, numel, n->act, n->act_alpha, n->act_beta);
+  } else {
+    convt_f64(&g, in[0].data, in[1].data, b, out[0].data, ex->workspace);
+    keel_act_apply_f64(out[0].data, numel, n->act, n->act_alpha, n->act_beta);
+  }
+  return NULL;
+}

@@ -1,0 +1,86 @@
+/* The operator interface: one keel_op_def per ONNX operator (op_type + domain + opset range).
+ *
+ * An operator contributes three things:
+ *   infer    - output dtypes and shapes from input dtypes and shapes (and input *values* when the shape
+ *              depends on them: Reshape's shape, Slice's starts... those values are available whenever
+ *              they are constants or were computed while planning, which is how Shape->Gather->Concat->
+ *              Reshape chains resolve);
+ *   workspace- optional: scratch bytes the kernel needs for these shapes (planned, never allocated per call);
+ *   run      - the CPU kernel.
+ * Kernels never allocate: outputs and workspace are provided. A kernel returns NULL or a status naming what
+ * went wrong (e.g. an index out of range), and keel prefixes the node's name. */
+#ifndef KEEL_OPS_OP_H
+#define KEEL_OPS_OP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <keel/status.h>
+#include <keel/tensor.h>
+
+#include "core/error.h"
+#include "core/shape.h"
+#include "graph/ir.h"
+
+/* A non-owning view of a tensor: dtype, shape and (maybe) data. Omitted optional inputs have
+ * dtype == KEEL_DTYPE_UNDEFINED. During infer, data is non-NULL only when the value is known. */
+typedef struct keel_view {
+  keel_dtype dtype;
+  int ndim;
+  int64_t dims[KEEL_MAX_DIMS];
+  void *data;
+} keel_view;
+
+/* What a kernel gets besides its tensors. */
+typedef struct keel_exec {
+  void *workspace;        /* at least the bytes op->workspace asked for, 64-byte aligned */
+  size_t workspace_bytes;
+  int num_threads;        /* threads the kernel may use */
+} keel_exec;
+
+typedef keel_status *(*keel_infer_fn)(const keel_node *n, const keel_view *in, int n_in, keel_view *out,
+                                      int n_out);
+typedef size_t (*keel_workspace_fn)(const keel_node *n, const keel_view *in, int n_in, const keel_view *out,
+                                    int n_out);
+typedef keel_status *(*keel_run_fn)(const keel_node *n, const keel_view *in, int n_in, keel_view *out,
+                                    int n_out, keel_exec *ex);
+
+typedef struct keel_op_def {
+  const char *op_type;
+  const char *domain;   /* "" for the ONNX default domain, "keel" for internal fused ops */
+  int min_opset;        /* inclusive range of opset versions this definition implements */
+  int max_opset;
+  keel_infer_fn infer;
+  keel_run_fn run;
+  keel_workspace_fn workspace; /* may be NULL */
+  /* May the output share the buffer of input `inplace_input` (elementwise, same size)? -1: never. */
+  int inplace_input;
+} keel_op_def;
+
+/* Highest ONNX default-domain opset keel knows about. */
+#define KEEL_MAX_OPSET 23
+
+/* Find the definition for an op_type/domain at opset `opset`; NULL if none. */
+const keel_op_def *keel_op_find(const char *op_type, const char *domain, int opset);
+/* Is any version of op_type/domain known at all? (for "unsupported at opset N" vs "unknown" messages) */
+bool keel_op_known(const char *op_type, const char *domain);
+
+/* ---- helpers for operator implementations (ops/op_util.c) ---- */
+int64_t keel_view_numel(const keel_view *v);
+size_t keel_view_nbytes(const keel_view *v);
+bool keel_view_present(const keel_view *v); /* optional input given? */
+/* Read element i of an integer-typed view (int32/int64/...) as int64; for shape-like inputs. */
+int64_t keel_view_get_i64(const keel_view *v, int64_t i);
+double keel_view_get_f64(const keel_view *v, int64_t i);
+/* Set output shape. */
+void keel_view_set_shape(keel_view *v, keel_dtype dtype, const int64_t *dims, int ndim);
+/* Common infer error helpers */
+keel_status *keel_need_value(const keel_node *n, int input); /* input value required for shape */
+
+/* Each operator family file defines a table and its length; ops/registry.c lists the families. */
+#define KEEL_OP_FAMILY(name)                      \
+  extern const keel_op_def keel_ops_##name[];     \
+  extern const int keel_ops_##name##_count;
+
+#endif

@@ -1,0 +1,72 @@
+/* A tiny test framework: each test file defines TEST(name) functions and lists them in RUN_TESTS(...).
+ * CHECK failures print file:line and the expression, and the program exits non-zero at the end. */
+#ifndef KEEL_TEST_MAIN_H
+#define KEEL_TEST_MAIN_H
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <keel/keel.h>
+
+static int test_failures = 0;
+static const char *test_current = "";
+
+#define CHECK(cond)                                                                  \
+  do {                                                                               \
+    if (!(cond)) {                                                                   \
+      fprintf(stderr, "%s:%d: [%s] CHECK failed: %s\n", __FILE__, __LINE__, test_current, #cond); \
+      test_failures++;                                                               \
+    }                                                                                \
+  } while (0)
+
+/* The status must be NULL (success); otherwise print its message and free it. */
+#define CHECK_OK(expr)                                                               \
+  do {                                                                               \
+    keel_status *check_s_ = (expr);                                                  \
+    if (check_s_) {                                                                  \
+      fprintf(stderr, "%s:%d: [%s] %s failed: %s\n", __FILE__, __LINE__, test_current, #expr, \
+              keel_status_message(check_s_));                                        \
+      keel_status_free(check_s_);                                                    \
+      test_failures++;                                                               \
+    }                                                                                \
+  } while (0)
+
+/* The status must be an error with `code` whose message contains `substr`. */
+#define CHECK_ERR(expr, code, substr)                                                \
+  do {                                                                               \
+    keel_status *check_s_ = (expr);                                                  \
+    if (!check_s_) {                                                                 \
+      fprintf(stderr, "%s:%d: [%s] %s succeeded, expected %s\n", __FILE__, __LINE__, test_current, #expr, #code); \
+      test_failures++;                                                               \
+    } else {                                                                         \
+      if (keel_status_code(check_s_) != (code) || !strstr(keel_status_message(check_s_), (substr))) { \
+        fprintf(stderr, "%s:%d: [%s] %s: expected %s containing \"%s\", got %s: %s\n", __FILE__, __LINE__, \
+                test_current, #expr, #code, (substr), keel_code_name(keel_status_code(check_s_)),          \
+                keel_status_message(check_s_));                                      \
+        test_failures++;                                                             \
+      }                                                                              \
+      keel_status_free(check_s_);                                                    \
+    }                                                                                \
+  } while (0)
+
+#define TEST(name) static void name(void)
+
+#define RUN_TESTS(...)                                                               \
+  int main(void) {                                                                   \
+    void (*tests_[])(void) = {__VA_ARGS__};                                          \
+    const char *names_ = #__VA_ARGS__;                                               \
+    (void)names_;                                                                    \
+    for (size_t i_ = 0; i_ < sizeof tests_ / sizeof tests_[0]; i_++) {               \
+      test_current = "";                                                             \
+      tests_[i_]();                                                                  \
+    }                                                                                \
+    if (test_failures) fprintf(stderr, "%d check(s) failed\n", test_failures);       \
+    else printf("all tests passed\n");                                               \
+    return test_failures ? 1 : 0;                                                    \
+  }
+
+/* Name the running test in failure messages: call at the top of each TEST. */
+#define TEST_BEGIN(name) (test_current = (name))
+
+#endif

@@ -1,0 +1,634 @@
+/* `keel test`: run ONNX backend-style test cases (model.onnx + test_data_set_N/{input,output}_N.pb) and
+ * compare outputs with a tolerance. One line per case, then a summary; exit 0 only if nothing failed. */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <keel/keel.h>
+
+#include "cli.h"
+#include "onnx/onnx_import.h"
+
+
+typedef struct test_opts {
+  double rtol, atol;
+  bool quiet, list_failing;
+} test_opts;
+
+typedef struct skip_entry {
+  char *name, *reason;
+} skip_entry;
+
+typedef struct str_list {
+  char **v;
+  size_t n, cap;
+} str_list;
+
+static bool list_push(str_list *l, char *s) {
+  if (l->n == l->cap) {
+    size_t nc = l->cap ? l->cap * 2 : 16;
+    char **nv = realloc(l->v, nc * sizeof *nv);
+    if (!nv) return false;
+    l->v = nv;
+    l->cap = nc;
+  }
+  l->v[l->n++] = s;
+  return true;
+}
+
+static void list_free(str_list *l) {
+  for (size_t i = 0; i < l->n; i++) free(l->v[i]);
+  free(l->v);
+  memset(l, 0, sizeof *l);
+}
+
+static char *path_join(const char *a, const char *b) {
+  size_t la = strlen(a), lb = strlen(b);
+  while (la > 1 && a[la - 1] == '/') la--;
+  char *r = malloc(la + lb + 2);
+  if (!r) return NULL;
+  memcpy(r, a, la);
+  r[la] = '/';
+  memcpy(r + la + 1, b, lb + 1);
+  return r;
+}
+
+static bool is_file(const char *p) {
+  struct stat sb;
+  return stat(p, &sb) == 0 && S_ISREG(sb.st_mode);
+}
+
+static bool is_dir(const char *p) {
+  struct stat sb;
+  return stat(p, &sb) == 0 && S_ISDIR(sb.st_mode);
+}
+
+/* Case name: the folder's basename (trailing slashes ignored). Writes into buf. */
+static const char *case_name(const char *dir, char *buf, size_t size) {
+  size_t n = strlen(dir);
+  while (n > 1 && dir[n - 1] == '/') n--;
+  size_t start = n;
+  while (start > 0 && dir[start - 1] != '/') start--;
+  size_t len = n - start;
+  if (len >= size) len = size - 1;
+  memcpy(buf, dir + start, len);
+  buf[len] = '\0';
+  return buf;
+}
+
+static int cmp_str(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Sort "test_data_set_10" after "test_data_set_9". */
+static int cmp_natural(const void *pa, const void *pb) {
+  const char *a = *(char *const *)pa, *b = *(char *const *)pb;
+  size_t la = strlen(a), lb = strlen(b);
+  if (la != lb) return la < lb ? -1 : 1;
+  return strcmp(a, b);
+}
+
+/* Subfolders of `dir` whose name starts with `prefix` (all if NULL), sorted. */
+static bool list_subdirs(const char *dir, const char *prefix, str_list *out, bool natural) {
+  DIR *d = opendir(dir);
+  if (!d) return false;
+  struct dirent *e;
+  bool ok = true;
+  while ((e = readdir(d))) {
+    if (e->d_name[0] == '.') continue;
+    if (prefix && strncmp(e->d_name, prefix, strlen(prefix)) != 0) continue;
+    char *p = path_join(dir, e->d_name);
+    if (!p) {
+      ok = false;
+      break;
+    }
+    if (!is_dir(p) || !list_push(out, p)) {
+      free(p);
+      continue;
+    }
+  }
+  closedir(d);
+  if (out->n) qsort(out->v, out->n, sizeof *out->v, natural ? cmp_natural : cmp_str);
+  return ok;
+}
+
+/* ---- comparison ------------------------------------------------------------------------------------ */
+
+static bool is_float_type(keel_dtype t) {
+  return t == KEEL_FLOAT32 || t == KEEL_FLOAT64 || t == KEEL_FLOAT16 || t == KEEL_BFLOAT16;
+}
+
+static double get_f(const void *p, keel_dtype t, size_t i) {
+  switch (t) {
+  case KEEL_FLOAT32: return ((const float *)p)[i];
+  case KEEL_FLOAT64: return ((const double *)p)[i];
+  case KEEL_FLOAT16: return keel_half_to_float(((const uint16_t *)p)[i]);
+  case KEEL_BFLOAT16: return keel_bfloat16_to_float(((const uint16_t *)p)[i]);
+  default: return 0;
+  }
+}
+
+static bool is_unsigned(keel_dtype t) {
+  return t == KEEL_UINT8 || t == KEEL_UINT16 || t == KEEL_UINT32 || t == KEEL_UINT64 || t == KEEL_BOOL;
+}
+
+/* Integers widened to 64 bits (unsigned ones as uint64 bits). */
+static uint64_t get_i(const void *p, keel_dtype t, size_t i) {
+  switch (t) {
+  case KEEL_INT8: return (uint64_t)(int64_t)((const int8_t *)p)[i];
+  case KEEL_INT16: return (uint64_t)(int64_t)((const int16_t *)p)[i];
+  case KEEL_INT32: return (uint64_t)(int64_t)((const int32_t *)p)[i];
+  case KEEL_INT64: return (uint64_t)((const int64_t *)p)[i];
+  case KEEL_UINT8: return ((const uint8_t *)p)[i];
+  case KEEL_BOOL: return ((const uint8_t *)p)[i] != 0;
+  case KEEL_UINT16: return ((const uint16_t *)p)[i];
+  case KEEL_UINT32: return ((const uint32_t *)p)[i];
+  case KEEL_UINT64: return ((const uint64_t *)p)[i];
+  default: return 0;
+  }
+}
+
+static void fmt_i(char *buf, size_t n, uint64_t v, keel_dtype t) {
+  if (is_unsigned(t))
+    snprintf(buf, n, "%llu", (unsigned long long)v);
+  else
+    snprintf(buf, n, "%lld", (long long)(int64_t)v);
+}
+
+static bool float_close(double g, double x, double rtol, double atol) {
+  if (isnan(x) || isnan(g)) return isnan(x) && isnan(g);
+  if (isinf(x) || isinf(g)) return g == x;
+  return fabs(g - x) <= atol + rtol * fabs(x);
+}
+
+/* Index as "[i,j,k]" for messages. */
+static void fmt_index(char *buf, size_t n, size_t flat, const int64_t *dims, int ndim) {
+  int64_t idx[KEEL_MAX_DIMS];
+  for (int d = ndim - 1; d >= 0; d--) {
+    int64_t dd = dims[d] > 0 ? dims[d] : 1;
+    idx[d] = (int64_t)(flat % (uint64_t)dd);
+    flat /= (uint64_t)dd;
+  }
+  size_t w = 0;
+  w += (size_t)snprintf(buf + w, n - w, "[");
+  for (int d = 0; d < ndim && w < n; d++)
+    w += (size_t)snprintf(buf + w, n - w, d ? ",%lld" : "%lld", (long long)idx[d]);
+  if (w < n) snprintf(buf + w, n - w, "]");
+}
+
+static bool compare_tensor(const keel_tensor *got, const keel_tensor *exp, const char *label, const test_opts *o,
+                           char *msg, size_t msz) {
+  keel_dtype gt = keel_tensor_dtype(got), et = keel_tensor_dtype(exp);
+  char gs[160], es[160];
+  if (gt != et) {
+    snprintf(msg, msz, "%s: dtype %s, expected %s", label, keel_dtype_name(gt), keel_dtype_name(et));
+    return false;
+  }
+  int gn = keel_tensor_ndim(got), en = keel_tensor_ndim(exp);
+  const int64_t *gd = keel_tensor_dims(got), *ed = keel_tensor_dims(exp);
+  bool same = gn == en;
+  for (int i = 0; same && i < gn; i++) same = gd[i] == ed[i];
+  if (!same) {
+    snprintf(msg, msz, "%s: shape %s, expected %s", label, keel_shape_format(gd, gn, gs, sizeof gs),
+             keel_shape_format(ed, en, es, sizeof es));
+    return false;
+  }
+  size_t n = (size_t)keel_tensor_numel(exp);
+  const void *g = keel_tensor_data_const(got), *x = keel_tensor_data_const(exp);
+  size_t bad = 0, first = 0;
+  if (is_float_type(et)) {
+    for (size_t i = 0; i < n; i++)
+      if (!float_close(get_f(g, gt, i), get_f(x, et, i), o->rtol, o->atol) && bad++ == 0) first = i;
+  } else if (keel_dtype_size(et) > 0 && et != KEEL_COMPLEX64 && et != KEEL_COMPLEX128) {
+    for (size_t i = 0; i < n; i++)
+      if (get_i(g, gt, i) != get_i(x, et, i) && bad++ == 0) first = i;
+  } else {
+    snprintf(msg, msz, "%s: cannot compare tensors of type %s", label, keel_dtype_name(et));
+    return false;
+  }
+  if (!bad) return true;
+  char ix[128];
+  fmt_index(ix, sizeof ix, first, ed, en);
+  if (is_float_type(et)) {
+    snprintf(gs, sizeof gs, "%.9g", get_f(g, gt, first));
+    snprintf(es, sizeof es, "%.9g", get_f(x, et, first));
+  } else {
+    fmt_i(gs, sizeof gs, get_i(g, gt, first), gt);
+    fmt_i(es, sizeof es, get_i(x, et, first), et);
+  }
+  snprintf(msg, msz, "%s: %zu of %zu values differ; first at %s: got %s, expected %s%s", label, bad, n, ix, gs,
+           es, is_float_type(et) ? "" : " (exact match required)");
+  return false;
+}
+
+/* ---- one case ---------------------------------------------------------------------------------------- */
+
+/* Decode "<dir>/<prefix>_<k>.pb" for k = 0, 1, ... until one is missing. */
+static bool load_pbs(const char *dir, const char *prefix, keel_tensor ***tensors, char ***names, size_t *count,
+                     char *msg, size_t msz) {
+  *tensors = NULL;
+  *names = NULL;
+  *count = 0;
+  size_t cap = 0;
+  for (size_t k = 0;; k++) {
+    char fname[64];
+    snprintf(fname, sizeof fname, "%s_%zu.pb", prefix, k);
+    char *p = path_join(dir, fname);
+    if (!p) {
+      snprintf(msg, msz, "out of memory");
+      return false;
+    }
+    if (!is_file(p)) {
+      free(p);
+      return true;
+    }
+    if (k == cap) {
+      cap = cap ? cap * 2 : 8;
+      keel_tensor **nt = realloc(*tensors, cap * sizeof *nt);
+      if (nt) *tensors = nt;
+      char **nn = realloc(*names, cap * sizeof *nn);
+      if (nn) *names = nn;
+      if (!nt || !nn) {
+        free(p);
+        snprintf(msg, msz, "out of memory");
+        return false;
+      }
+    }
+    void *data = NULL;
+    size_t size = 0;
+    keel_status *s = keel_read_file(p, 0, &data, &size);
+    keel_tensor *t = NULL;
+    char *name = NULL;
+    if (!s) s = keel_onnx_decode_tensor(data, size, &t, &name);
+    free(data);
+    if (s) {
+      char cn[256];
+      snprintf(msg, msz, "%s/%s: %s", case_name(dir, cn, sizeof cn), fname, keel_status_message(s));
+      keel_status_free(s);
+      free(p);
+      return false;
+    }
+    free(p);
+    (*tensors)[k] = t;
+    (*names)[k] = name;
+    *count = k + 1;
+  }
+}
+
+static void free_pbs(keel_tensor **t, char **names, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    keel_tensor_release(t[i]);
+    free(names[i]);
+  }
+  free(t);
+  free(names);
+}
+
+typedef keel_status *(*info_fn)(const keel_engine *, size_t, keel_io_info *);
+
+/* Place decoded tensors into engine slots: by name when the .pb's name is an engine name, else by position. */
+static bool match_slots(const keel_engine *e, info_fn info, size_t n_slots, keel_tensor **src, char **names,
+                        size_t n_src, keel_tensor **slots, const char *what, char *msg, size_t msz) {
+  for (size_t k = 0; k < n_src; k++) {
+    size_t slot = k;
+    if (names[k]) {
+      for (size_t i = 0; i < n_slots; i++) {
+        keel_io_info io;
+        keel_status *s = info(e, i, &io);
+        if (!s && io.name && strcmp(io.name, names[k]) == 0) slot = i;
+        keel_status_free(s);
+      }
+    }
+    if (slot >= n_slots) {
+      snprintf(msg, msz, "%s_%zu.pb matches no model %s (the model has %zu)", what, k, what, n_slots);
+      return false;
+    }
+    if (slots[slot]) {
+      snprintf(msg, msz, "two %s files map to model %s %zu", what, what, slot);
+      return false;
+    }
+    slots[slot] = src[k];
+  }
+  for (size_t i = 0; i < n_slots; i++)
+    if (!slots[i]) {
+      keel_io_info io;
+      keel_status *s = info(e, i, &io);
+      snprintf(msg, msz, "model %s %zu ('%s') has no %s_N.pb file in the data set", what, i,
+               !s && io.name ? io.name : "?", what);
+      keel_status_free(s);
+      return false;
+    }
+  return true;
+}
+
+static bool run_data_set(keel_engine *e, const char *set_dir, const test_opts *o, char *msg, size_t msz) {
+  keel_tensor **in_t = NULL, **exp_t = NULL, **ins = NULL, **outs = NULL, **exps = NULL;
+  char **in_n = NULL, **exp_n = NULL;
+  size_t n_in_f = 0, n_exp_f = 0;
+  size_t n_in = keel_engine_input_count(e), n_out = keel_engine_output_count(e);
+  bool ok = false;
+  char sn[256];
+  case_name(set_dir, sn, sizeof sn);
+  if (!load_pbs(set_dir, "input", &in_t, &in_n, &n_in_f, msg, msz)) goto done;
+  if (!load_pbs(set_dir, "output", &exp_t, &exp_n, &n_exp_f, msg, msz)) goto done;
+  ins = calloc(n_in + 1, sizeof *ins);
+  outs = calloc(n_out + 1, sizeof *outs);
+  exps = calloc(n_out + 1, sizeof *exps);
+  if (!ins || !outs || !exps) {
+    snprintf(msg, msz, "out of memory");
+    goto done;
+  }
+  char sub[512];
+  if (n_in_f != n_in) {
+    snprintf(msg, msz, "%s: %zu input_N.pb files for a model with %zu inputs", sn, n_in_f, n_in);
+    goto done;
+  }
+  if (n_exp_f != n_out) {
+    snprintf(msg, msz, "%s: %zu output_N.pb files for a model with %zu outputs", sn, n_exp_f, n_out);
+    goto done;
+  }
+  if (!match_slots(e, keel_engine_input_info, n_in, in_t, in_n, n_in_f, ins, "input", sub, sizeof sub) ||
+      !match_slots(e, keel_engine_output_info, n_out, exp_t, exp_n, n_exp_f, exps, "output", sub, sizeof sub)) {
+    snprintf(msg, msz, "%s: %s", sn, sub);
+    goto done;
+  }
+  keel_status *s = keel_engine_run(e, ins, n_in, outs, n_out);
+  if (s) {
+    snprintf(msg, msz, "%s: run: %s: %s", sn, keel_code_name(keel_status_code(s)), keel_status_message(s));
+    keel_status_free(s);
+    /* A failed run must not leave partial outputs behind. */
+    for (size_t i = 0; i < n_out; i++) {
+      keel_tensor_release(outs[i]);
+      outs[i] = NULL;
+    }
+    goto done;
+  }
+  ok = true;
+  for (size_t i = 0; i < n_out && ok; i++) {
+    keel_io_info io;
+    keel_status *is = keel_engine_output_info(e, i, &io);
+    char label[300];
+    snprintf(label, sizeof label, "%s: output %zu ('%s')", sn, i, !is && io.name ? io.name : "?");
+    keel_status_free(is);
+    if (!outs[i]) {
+      snprintf(msg, msz, "%s: the engine returned no tensor", label);
+      ok = false;
+    } else {
+      ok = compare_tensor(outs[i], exps[i], label, o, msg, msz);
+    }
+  }
+done:
+  if (outs)
+    for (size_t i = 0; i < n_out; i++) keel_tensor_release(outs[i]);
+  free(outs);
+  free(ins);  /* borrowed from in_t */
+  free(exps); /* borrowed from exp_t */
+  free_pbs(in_t, in_n, n_in_f);
+  free_pbs(exp_t, exp_n, n_exp_f);
+  return ok;
+}
+
+/* Returns true if the case passes; otherwise `msg` says why. */
+static bool run_case(const char *dir, const test_opts *o, char *msg, size_t msz) {
+  char *model = path_join(dir, "model.onnx");
+  if (!model) {
+    snprintf(msg, msz, "out of memory");
+    return false;
+  }
+  keel_engine *e = NULL;
+  keel_status *s = keel_engine_load_file(model, NULL, &e);
+  free(model);
+  if (s) {
+    snprintf(msg, msz, "load: %s: %s", keel_code_name(keel_status_code(s)), keel_status_message(s));
+    keel_status_free(s);
+    return false;
+  }
+  str_list sets = {0};
+  bool ok = list_subdirs(dir, "test_data_set_", &sets, true);
+  if (!ok) {
+    snprintf(msg, msz, "cannot list '%s': %s", dir, strerror(errno));
+  } else if (sets.n == 0) {
+    snprintf(msg, msz, "no test_data_set_* folder");
+    ok = false;
+  }
+  for (size_t i = 0; ok && i < sets.n; i++) ok = run_data_set(e, sets.v[i], o, msg, msz);
+  list_free(&sets);
+  keel_engine_release(e);
+  return ok;
+}
+
+/* ---- skip list and driver ------------------------------------------------------------------------ */
+
+static char *trim(char *s) {
+  while (*s == ' ' || *s == '\t') s++;
+  size_t n = strlen(s);
+  while (n && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r' || s[n - 1] == '\n')) s[--n] = '\0';
+  return s;
+}
+
+static bool load_skip_list(const char *path, skip_entry **out, size_t *count) {
+  FILE *f = fopen(path, "r");
+  if (!f) {
+    fprintf(stderr, "keel test: cannot open skip list '%s': %s\n", path, strerror(errno));
+    return false;
+  }
+  char *line = NULL;
+  size_t lcap = 0, cap = 0;
+  bool ok = true;
+  while (getline(&line, &lcap, f) >= 0) {
+    char *hash = strchr(line, '#');
+    const char *reason = "in skip list";
+    if (hash) {
+      *hash = '\0';
+      char *r = trim(hash + 1);
+      if (*r) reason = r;
+    }
+    char *name = trim(line);
+    if (!*name) continue;
+    char *sp = name + strcspn(name, " \t");
+    *sp = '\0';
+    if (*count == cap) {
+      cap = cap ? cap * 2 : 32;
+      skip_entry *ne = realloc(*out, cap * sizeof *ne);
+      if (!ne) {
+        ok = false;
+        break;
+      }
+      *out = ne;
+    }
+    skip_entry *se = &(*out)[*count];
+    se->name = strdup(name);
+    se->reason = strdup(reason);
+    if (!se->name || !se->reason) {
+      free(se->name);
+      free(se->reason);
+      ok = false;
+      break;
+    }
+    (*count)++;
+  }
+  free(line);
+  fclose(f);
+  if (!ok) fprintf(stderr, "keel test: out of memory reading '%s'\n", path);
+  return ok;
+}
+
+static void usage(FILE *f) {
+  fprintf(f,
+          "usage: keel test [--rtol R] [--atol A] [--skip-list FILE] [--quiet] [--list-failing] CASE_DIR...\n"
+          "  Each CASE_DIR holds model.onnx and test_data_set_*/input_N.pb, output_N.pb; a folder of such\n"
+          "  folders runs them all. Prints PASS/FAIL/SKIP per case and 'N passed, N failed, N skipped'.\n"
+          "  --rtol R, --atol A  tolerance |got-expected| <= A + R*|expected| (default 1e-3, 1e-5)\n"
+          "  --skip-list FILE    cases to skip, one per line: 'name  # reason'\n"
+          "  --quiet             print only failures and the summary\n"
+          "  --list-failing      print only the names of failing cases (skipped ones included)\n");
+}
+
+static bool parse_double(const char *s, double *out) {
+  char *end;
+  errno = 0;
+  double v = strtod(s, &end);
+  if (errno || end == s || *end || !(v >= 0) || isinf(v)) return false;
+  *out = v;
+  return true;
+}
+
+int keel_cmd_test(int argc, char **argv) {
+  test_opts o = {.rtol = 1e-3, .atol = 1e-5};
+  const char *skip_path = NULL;
+  str_list args = {0}, cases = {0};
+  skip_entry *skips = NULL;
+  size_t n_skips = 0;
+  int rc = 2;
+  bool opts_done = false;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (!opts_done && a[0] == '-' && a[1]) {
+      const char *val = NULL;
+      const char *eq = strchr(a, '=');
+      char opt[32];
+      size_t ol = eq ? (size_t)(eq - a) : strlen(a);
+      if (ol >= sizeof opt) ol = sizeof opt - 1;
+      memcpy(opt, a, ol);
+      opt[ol] = '\0';
+      bool takes = !strcmp(opt, "--rtol") || !strcmp(opt, "--atol") || !strcmp(opt, "--skip-list");
+      if (takes) {
+        if (eq)
+          val = eq + 1;
+        else if (i + 1 < argc)
+          val = argv[++i];
+        else {
+          fprintf(stderr, "keel test: %s needs a value\n", opt);
+          goto out;
+        }
+      }
+      if (!strcmp(opt, "--")) {
+        opts_done = true;
+      } else if (!strcmp(opt, "--rtol") || !strcmp(opt, "--atol")) {
+        if (!parse_double(val, opt[2] == 'r' ? &o.rtol : &o.atol)) {
+          fprintf(stderr, "keel test: %s: '%s' is not a non-negative number\n", opt, val);
+          goto out;
+        }
+      } else if (!strcmp(opt, "--skip-list")) {
+        skip_path = val;
+      } else if (!strcmp(opt, "--quiet") || !strcmp(opt, "-q")) {
+        o.quiet = true;
+      } else if (!strcmp(opt, "--list-failing")) {
+        o.list_failing = true;
+      } else if (!strcmp(opt, "--help") || !strcmp(opt, "-h")) {
+        usage(stdout);
+        rc = 0;
+        goto out;
+      } else {
+        fprintf(stderr, "keel test: unknown option '%s'\n", a);
+        usage(stderr);
+        goto out;
+      }
+      continue;
+    }
+    char *c = strdup(a);
+    if (!c || !list_push(&args, c)) {
+      free(c);
+      fprintf(stderr, "keel test: out of memory\n");
+      goto out;
+    }
+  }
+  if (args.n == 0) {
+    usage(stderr);
+    goto out;
+  }
+  if (skip_path && !load_skip_list(skip_path, &skips, &n_skips)) goto out;
+
+  /* A folder without model.onnx whose subfolders are cases stands for all of them. */
+  for (size_t i = 0; i < args.n; i++) {
+    char *m = path_join(args.v[i], "model.onnx");
+    bool direct = m && is_file(m);
+    free(m);
+    size_t before = cases.n;
+    if (!direct && is_dir(args.v[i])) {
+      str_list sub = {0};
+      list_subdirs(args.v[i], NULL, &sub, false);
+      for (size_t k = 0; k < sub.n; k++) {
+        char *mm = path_join(sub.v[k], "model.onnx");
+        bool has = mm && is_file(mm);
+        free(mm);
+        if (has && list_push(&cases, sub.v[k]))
+          sub.v[k] = NULL;
+      }
+      list_free(&sub);
+    }
+    if (cases.n == before) { /* a case (or a broken path: it FAILs with a clear reason) */
+      if (!list_push(&cases, args.v[i])) {
+        fprintf(stderr, "keel test: out of memory\n");
+        goto out;
+      }
+      args.v[i] = NULL;
+    }
+  }
+
+  size_t passed = 0, failed = 0, skipped = 0;
+  char msg[2048], name[256];
+  for (size_t i = 0; i < cases.n; i++) {
+    const char *dir = cases.v[i];
+    case_name(dir, name, sizeof name);
+    const skip_entry *se = NULL;
+    for (size_t k = 0; k < n_skips && !se; k++)
+      if (!strcmp(skips[k].name, name)) se = &skips[k];
+    msg[0] = '\0';
+    bool ok = run_case(dir, &o, msg, sizeof msg);
+    if (se) {
+      skipped++;
+      if (ok)
+        fprintf(stderr, "warning: skip-list entry '%s' now passes; consider removing it from %s\n", name,
+                skip_path);
+      if (o.list_failing && !ok) printf("%s\n", name);
+      else if (!o.quiet && !o.list_failing) printf("SKIP %s: %s\n", name, se->reason);
+    } else if (ok) {
+      passed++;
+      if (!o.quiet && !o.list_failing) printf("PASS %s\n", name);
+    } else {
+      failed++;
+      if (o.list_failing) printf("%s\n", name);
+      else printf("FAIL %s: %s\n", name, msg);
+    }
+    fflush(stdout);
+  }
+  fprintf(o.list_failing ? stderr : stdout, "%zu passed, %zu failed, %zu skipped\n", passed, failed, skipped);
+  rc = failed ? 1 : 0;
+out:
+  for (size_t k = 0; k < n_skips; k++) {
+    free(skips[k].name);
+    free(skips[k].reason);
+  }
+  free(skips);
+  list_free(&args);
+  list_free(&cases);
+  return rc;
+}
