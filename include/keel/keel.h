@@ -5,6 +5,7 @@
 #include "allocator.h"
 #include "dtype.h"
 #include "engine.h"
+#include "module.h"
 #include "status.h"
 #include "tensor.h"
 

@@ -9,7 +9,8 @@ Every model is byte-for-byte deterministic for a given set of options: weights c
 numpy's PCG64 seeded from the model name. Weights are stored as raw_data initializers.
 
 Each model carries metadata_props that tell check_against_ort.py how to make inputs:
-  keel.test.dims            "batch=1,seq=16"   values for symbolic dims
+  keel.test.dims            "sequence=16"      values for symbolic dims (batch dims are
+                                               sized by check_against_ort.py --batch)
   keel.test.input.<name>    "int:LO:HI"        integer range [LO, HI) for an input
                             "mask:N"           0/1 attention mask, last N positions 0
 
@@ -152,8 +153,8 @@ def batch_dim(batch):
 
 
 def set_batch_meta(b, batch):
-    if batch == 0:
-        b.meta["keel.test.dims"] = "N=1"
+    # A symbolic batch dim N needs no hint: check_against_ort.py sizes it with --batch.
+    pass
 
 
 # =============================================================================
@@ -298,8 +299,7 @@ def bert(small, batch, fused_ln=False, weights=None, config=None, name="bert"):
     vocab = cfg["vocab_size"]
     eps = float(cfg["layer_norm_eps"])
     seq = 16 if small else 128
-    tb = batch if batch > 0 else 1
-    b.meta["keel.test.dims"] = f"batch={tb},sequence={seq}"
+    b.meta["keel.test.dims"] = f"sequence={seq}"  # batch: check_against_ort.py --batch
     b.meta["keel.test.input.input_ids"] = f"int:0:{vocab}"
     b.meta["keel.test.input.token_type_ids"] = f"int:0:{cfg['type_vocab_size']}"
     b.meta["keel.test.input.attention_mask"] = f"mask:{max(1, seq // 8)}"

@@ -39,6 +39,8 @@ keel_storage *keel_storage_new(keel_allocator *alloc, size_t nbytes) {
   s->allocator = alloc;
   s->release = NULL;
   s->release_user = NULL;
+  s->embedded = false;
+  s->device = 0;
   return s;
 }
 
@@ -48,7 +50,7 @@ void keel_storage_release(keel_storage *s) {
   if (!s || atomic_fetch_sub(&s->refcount, 1) != 1) return;
   if (s->release) s->release(s, s->release_user);
   else if (s->allocator) keel_allocator_free(s->allocator, s->data, s->nbytes);
-  free(s);
+  if (!s->embedded) free(s);
 }
 
 keel_status *keel_tensor_new_with_storage(keel_dtype dtype, const int64_t *dims, int ndim, keel_storage *st,
@@ -66,6 +68,7 @@ keel_status *keel_tensor_new_with_storage(keel_dtype dtype, const int64_t *dims,
   t->storage = st;
   t->data = st->data;
   atomic_init(&t->refcount, 1);
+  t->free_self = NULL;
   keel_storage_retain(st);
   *out = t;
   return NULL;
@@ -121,6 +124,8 @@ keel_status *keel_tensor_wrap(keel_dtype dtype, const int64_t *dims, int ndim, v
   st->allocator = NULL;
   st->release = wrap_release;
   st->release_user = w;
+  st->embedded = false;
+  st->device = 0;
   keel_status *s = keel_tensor_new_with_storage(dtype, dims, ndim, st, out);
   keel_storage_release(st);
   return s;
@@ -140,8 +145,16 @@ keel_tensor *keel_tensor_retain(keel_tensor *t) {
 
 void keel_tensor_release(keel_tensor *t) {
   if (!t || atomic_fetch_sub(&t->refcount, 1) != 1) return;
-  keel_storage_release(t->storage);
-  free(t);
+  /* Read the header's fate first: releasing the storage may recycle a pooled block holding the header. */
+  void (*free_self)(keel_tensor *) = t->free_self;
+  keel_storage *st = t->storage;
+  if (free_self) {
+    free_self(t);
+    keel_storage_release(st);
+  } else {
+    free(t);
+    keel_storage_release(st);
+  }
 }
 
 keel_dtype keel_tensor_dtype(const keel_tensor *t) { return t->dtype; }

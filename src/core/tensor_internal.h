@@ -3,6 +3,7 @@
 #define KEEL_CORE_TENSOR_INTERNAL_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <keel/tensor.h>
@@ -17,6 +18,9 @@ struct keel_storage {
    * nothing but what it owns; the storage struct itself is freed by keel_storage_release afterwards. */
   void (*release)(keel_storage *s, void *user);
   void *release_user;
+  /* The struct is embedded in a pooled block: keel_storage_release must not free it. */
+  bool embedded;
+  int device; /* 0: host memory; otherwise a keel_device_kind (runtime/device.h) */
 };
 
 struct keel_tensor {
@@ -27,6 +31,9 @@ struct keel_tensor {
   size_t nbytes;
   void *data;
   keel_storage *storage;
+  /* How to free this header when its last reference goes; NULL: free(). Pooled tensors embed their header
+   * in a pool block, recycled together with the storage, so they set a no-op here. */
+  void (*free_self)(keel_tensor *t);
 };
 
 keel_storage *keel_storage_new(keel_allocator *alloc, size_t nbytes); /* NULL on failure */

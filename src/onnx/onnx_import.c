@@ -426,7 +426,7 @@ static keel_status *build_graph(import_ctx *c, graph_builder *b, const Onnx__Gra
                           : "?");
   char what[512];
   for (size_t i = 0; i < gp->n_initializer; i++) {
-    const Onnx__TensorProto *tp = gp->initializer[i];
+    Onnx__TensorProto *tp = gp->initializer[i];
     if (!tp) continue;
     const char *nm = nz(tp->name);
     if (!nm[0]) return keel_error(KEEL_INVALID_MODEL, "initializer %zu has no name", i);
@@ -439,6 +439,14 @@ static keel_status *build_graph(import_ctx *c, graph_builder *b, const Onnx__Gra
     KEEL_TRY(keel_onnx_tensor_from_proto(tp, what, &c->tc, &t));
     g->values[vi].constant = t;
     set_value_tensor_info(&g->values[vi], t);
+    /* The weights now live in the tensor: drop protobuf-c's copy (malloc'd by its default allocator) so
+     * peak memory stays near two copies of the model instead of three. */
+    if (tp->raw_data.data) {
+      free(tp->raw_data.data);
+      tp->raw_data.data = NULL;
+      tp->raw_data.len = 0;
+      tp->has_raw_data = 0;
+    }
   }
 
   g->inputs = malloc((gp->n_input ? gp->n_input : 1) * sizeof(int));

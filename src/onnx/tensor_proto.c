@@ -351,7 +351,7 @@ keel_status *keel_onnx_tensor_from_proto(const Onnx__TensorProto *tp, const char
       size_t other = tp->n_float_data + tp->n_int32_data + tp->n_int64_data + tp->n_double_data +
                      tp->n_uint64_data + tp->n_string_data;
       if (n_typed == 0 && other > 0)
-        return keel_error(KEEL_INVALID_MODEL, "%s: a %s tensor stores its data in %s, but this one has %zu "
+        return keel_error(KEEL_INVALID_MODEL, "%s: %s tensors store their data in %s, but this one has %zu "
                           "values in another field", what, keel_dtype_name(dt), field, other);
       return keel_error(KEEL_INVALID_MODEL, "%s: %s has %zu values but %s %s needs %lld", what, field, n_typed,
                         keel_dtype_name(dt), shp, (long long)numel);

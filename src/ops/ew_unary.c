@@ -3,10 +3,14 @@
  * Each float op is written once as an expression in x (of compute type T) and the parameters p; <tgmath.h>
  * picks expf or exp for T, and macros instantiate the float32, float64, float16 and bfloat16 loops. Loops
  * are plain counted loops over contiguous data (elementwise ops never need broadcasting here). */
+/* The build's -O2 uses GCC's "very cheap" vectorizer cost model, which skips loops that need alias
+ * checks (every kernel here, since outputs may alias inputs). These loops are what -O3 is for. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__OPTIMIZE__)
+#pragma GCC optimize("O3")
+#endif
 #include <string.h>
 #include <tgmath.h>
 
-#include "ops/ew_act.h"
 #include "ops/ew_kernels.h"
 #include "ops/ew_types.h"
 
@@ -341,80 +345,5 @@ keel_status *keel_ew_clip_f(const keel_view *x, float lo, float hi, keel_view *y
     default:
       return keel_error(KEEL_UNSUPPORTED, "Clip: dtype %s not supported with attribute bounds",
                         keel_dtype_name(x->dtype));
-  }
-}
-
-/* ---- fused activations ---- */
-void keel_ew_act_f32(keel_act act, float alpha, float beta, float *x, int64_t n) {
-  ew_params p = {.alpha = alpha, .beta = beta};
-  switch (act) {
-    case KEEL_ACT_NONE:
-      return;
-    case KEEL_ACT_RELU:
-      for (int64_t i = 0; i < n; i++) x[i] = x[i] < 0 ? 0.0f : x[i];
-      return;
-    case KEEL_ACT_LEAKY_RELU:
-      EW_LEAKY_RELU_loop(KEEL_FLOAT32, x, x, n, p);
-      return;
-    case KEEL_ACT_CLIP:
-      for (int64_t i = 0; i < n; i++) {
-        float v = x[i] < alpha ? alpha : x[i];
-        x[i] = v > beta ? beta : v;
-      }
-      return;
-    case KEEL_ACT_SIGMOID:
-      EW_SIGMOID_loop(KEEL_FLOAT32, x, x, n, p);
-      return;
-    case KEEL_ACT_TANH:
-      EW_TANH_loop(KEEL_FLOAT32, x, x, n, p);
-      return;
-    case KEEL_ACT_HARD_SIGMOID:
-      EW_HARD_SIGMOID_loop(KEEL_FLOAT32, x, x, n, p);
-      return;
-    case KEEL_ACT_HARD_SWISH:
-      EW_HARD_SWISH_loop(KEEL_FLOAT32, x, x, n, p);
-      return;
-    case KEEL_ACT_GELU:
-      EW_GELU_loop(KEEL_FLOAT32, x, x, n, p);
-      return;
-  }
-}
-
-void keel_ew_act(keel_act act, float alpha, float beta, keel_dtype dtype, void *x, int64_t n) {
-  if (act == KEEL_ACT_NONE || !is_float(dtype)) return;
-  if (dtype == KEEL_FLOAT32) {
-    keel_ew_act_f32(act, alpha, beta, x, n);
-    return;
-  }
-  ew_params p = {.alpha = alpha, .beta = beta};
-  switch (act) {
-    case KEEL_ACT_NONE:
-      return;
-    case KEEL_ACT_RELU:
-      EW_RELU_loop(dtype, x, x, n, p);
-      return;
-    case KEEL_ACT_LEAKY_RELU:
-      EW_LEAKY_RELU_loop(dtype, x, x, n, p);
-      return;
-    case KEEL_ACT_CLIP: {
-      keel_view v = {.dtype = dtype, .ndim = 1, .dims = {n}, .data = x};
-      keel_status_free(keel_ew_clip_f(&v, alpha, beta, &v));
-      return;
-    }
-    case KEEL_ACT_SIGMOID:
-      EW_SIGMOID_loop(dtype, x, x, n, p);
-      return;
-    case KEEL_ACT_TANH:
-      EW_TANH_loop(dtype, x, x, n, p);
-      return;
-    case KEEL_ACT_HARD_SIGMOID:
-      EW_HARD_SIGMOID_loop(dtype, x, x, n, p);
-      return;
-    case KEEL_ACT_HARD_SWISH:
-      EW_HARD_SWISH_loop(dtype, x, x, n, p);
-      return;
-    case KEEL_ACT_GELU:
-      EW_GELU_loop(dtype, x, x, n, p);
-      return;
   }
 }

@@ -80,11 +80,12 @@ static void NN_FN(col2im)(const NN_T *col, int64_t C, const nn_window *w, NN_T *
             for (int64_t oh = 0; oh < XH; oh++, col += XW) {
               const int64_t ih = oh * w->s[1] + kh * w->d[1] - w->pb[1];
               if (ih < 0 || ih >= YH) continue;
-              NN_T *dst = yc + (id * YH + ih) * YW;
+              NN_T *restrict dst = yc + (id * YH + ih) * YW;
+              const NN_T *restrict src = col;
               if (sw == 1) {
-                for (int64_t ow = lo; ow < hi; ow++) dst[ow + offw] += col[ow];
+                for (int64_t ow = lo; ow < hi; ow++) dst[ow + offw] += src[ow];
               } else {
-                for (int64_t ow = lo; ow < hi; ow++) dst[ow * sw + offw] += col[ow];
+                for (int64_t ow = lo; ow < hi; ow++) dst[ow * sw + offw] += src[ow];
               }
             }
           }
@@ -117,8 +118,8 @@ static void NN_FN(conv_depthwise)(const nn_conv_geom *g, const NN_T *x, const NN
               for (int64_t oh = 0; oh < OH; oh++) {
                 const int64_t ih = oh * w->s[1] + kh * w->d[1] - w->pb[1];
                 if (ih < 0 || ih >= IH) continue;
-                const NN_T *src = xc + (id * IH + ih) * IW;
-                NN_T *dst = yc + (od * OH + oh) * OW;
+                const NN_T *restrict src = xc + (id * IH + ih) * IW;
+                NN_T *restrict dst = yc + (od * OH + oh) * OW;
                 if (sw == 1) {
                   for (int64_t ow = lo; ow < hi; ow++) dst[ow] += wv * src[ow + offw];
                 } else {

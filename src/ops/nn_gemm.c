@@ -78,6 +78,16 @@ static void int_copy(keel_dtype t, void *dst, int64_t di, const void *src, int64
   memcpy((char *)dst + (size_t)di * e, (const char *)src + (size_t)si * e, e);
 }
 
+/* Fused activation on integer outputs (rare: the fusion pass does not look at dtypes), through double. */
+static void int_act(const keel_node *n, keel_dtype t, void *y, int64_t count) {
+  if (n->act == KEEL_ACT_NONE) return;
+  for (int64_t i = 0; i < count; i++) {
+    double v = int_get(t, y, i);
+    keel_act_apply_f64(&v, 1, n->act, n->act_alpha, n->act_beta);
+    int_set(t, y, i, v);
+  }
+}
+
 /* ---------------------------------------------------------------- Gemm */
 
 typedef struct gemm_geom {
@@ -195,6 +205,7 @@ keel_status *nn_gemm_run(const keel_node *n, const keel_view *in, int n_in, keel
         int_set(t, Y, i * N + j, v);
       }
   }
+  int_act(n, t, Y, M * N);
   return NULL;
 }
 
@@ -350,5 +361,7 @@ keel_status *nn_matmul_run(const keel_node *n, const keel_view *in, int n_in, ke
     keel_act_apply_f32((float *)Y, numel, n->act, n->act_alpha, n->act_beta);
   else if (t == KEEL_FLOAT64)
     keel_act_apply_f64((double *)Y, numel, n->act, n->act_alpha, n->act_beta);
+  else
+    int_act(n, t, Y, (int64_t)numel);
   return NULL;
 }

@@ -11,6 +11,12 @@
 
 #include "ops/reduce_impl.h"
 
+/* The build uses -O2, whose "very cheap" vectorizer cost model skips loops that need a scalar tail;
+ * these kernels are loops over arbitrary lengths, so let GCC vectorize them with a tail. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("vect-cost-model=dynamic")
+#endif
+
 #define SM_BLK 16
 
 typedef struct axis_view {
@@ -81,7 +87,7 @@ size_t keel_kr_softmax_ws(const keel_node *n, const keel_view *in, int n_in, con
 
 /* ---- float32 rows ---- */
 
-static float max_f32(const float *x, int64_t n) {
+static float max_f32(const float *restrict x, int64_t n) {
   float acc[SM_BLK];
   for (int j = 0; j < SM_BLK; j++) acc[j] = -INFINITY;
   int64_t i = 0;
@@ -94,7 +100,7 @@ static float max_f32(const float *x, int64_t n) {
 }
 
 /* y = exp(x - m); returns the sum (float lanes: 16 partial sums keep the error small). */
-static float exp_store_f32(const float *x, float *y, int64_t n, float m) {
+static float exp_store_f32(const float *restrict x, float *restrict y, int64_t n, float m) {
   float acc[SM_BLK] = {0};
   int64_t i = 0;
   for (; i + SM_BLK <= n; i += SM_BLK)
@@ -113,7 +119,7 @@ static float exp_store_f32(const float *x, float *y, int64_t n, float m) {
   return s;
 }
 
-static float exp_sum_f32(const float *x, int64_t n, float m) {
+static float exp_sum_f32(const float *restrict x, int64_t n, float m) {
   float acc[SM_BLK] = {0};
   int64_t i = 0;
   for (; i + SM_BLK <= n; i += SM_BLK)
@@ -124,14 +130,14 @@ static float exp_sum_f32(const float *x, int64_t n, float m) {
   return s;
 }
 
-static void scale_f32(float *y, int64_t n, float k) {
+static void scale_f32(float *restrict y, int64_t n, float k) {
   int64_t i = 0;
   for (; i + SM_BLK <= n; i += SM_BLK)
     for (int j = 0; j < SM_BLK; j++) y[i + j] *= k;
   for (; i < n; i++) y[i] *= k;
 }
 
-static void sub_f32(const float *x, float *y, int64_t n, float k) {
+static void sub_f32(const float *restrict x, float *restrict y, int64_t n, float k) {
   int64_t i = 0;
   for (; i + SM_BLK <= n; i += SM_BLK)
     for (int j = 0; j < SM_BLK; j++) y[i + j] = x[i + j] - k;
@@ -157,9 +163,10 @@ static void softmax_rows_f32(const float *x, float *y, int64_t rows, int64_t a, 
 }
 
 /* axis not innermost: vectorize across the inner positions. ws holds max and sum per inner position. */
-static void softmax_strided_f32(const float *x, float *y, const axis_view *av, bool log_form, float *ws) {
+static void softmax_strided_f32(const float *restrict x, float *restrict y, const axis_view *av, bool log_form,
+                                float *restrict ws) {
   int64_t inner = av->inner, a_len = av->a;
-  float *mx = ws, *sm = ws + inner;
+  float *restrict mx = ws, *restrict sm = ws + inner;
   for (int64_t o = 0; o < av->outer; o++) {
     const float *xo = x + o * a_len * inner;
     float *yo = y + o * a_len * inner;
@@ -344,8 +351,8 @@ keel_status *keel_kr_arg_infer(const keel_node *n, const keel_view *in, int n_in
 /* Scan along the axis; for inner > 1 the running best index of each inner position lives in y and the
  * row is compared against x at that index, so the input is read row by row (cache friendly). */
 #define KR_ARG_IMPL(SUF, T)                                                                          \
-  static void arg_##SUF(const T *x, int64_t outer, int64_t alen, int64_t inner, bool want_max, bool last, \
-                        int64_t *y) {                                                               \
+  static void arg_##SUF(const T *restrict x, int64_t outer, int64_t alen, int64_t inner, bool want_max, bool last, \
+                        int64_t *restrict y) {                                                               \
     for (int64_t o = 0; o < outer; o++) {                                                           \
       const T *xo = x + o * alen * inner;                                                           \
       int64_t *yo = y + o * inner;                                                                  \
@@ -452,7 +459,7 @@ keel_status *keel_kr_cumsum_infer(const keel_node *n, const keel_view *in, int n
 /* Forward inclusive: y[a] = y[a-1] + x[a]; exclusive: y[a] = y[a-1] + x[a-1]; reverse walks a backwards.
  * The running sums live in y itself, so the inner positions are processed as contiguous rows. */
 #define KR_CUMSUM_IMPL(SUF, T)                                                                        \
-  static void cumsum_##SUF(const T *x, T *y, int64_t outer, int64_t alen, int64_t inner, bool excl,    \
+  static void cumsum_##SUF(const T *restrict x, T *restrict y, int64_t outer, int64_t alen, int64_t inner, bool excl,    \
                            bool rev) {                                                                \
     for (int64_t o = 0; o < outer; o++) {                                                             \
       const T *xo = x + o * alen * inner;                                                             \

@@ -572,6 +572,10 @@ static keel_status *nonzero_run(const keel_node *n, const keel_view *in, int n_i
 #define OP(name, lo, hi, inf, rn) {name, "", lo, hi, inf, rn, NULL, -1}
 #define OP_ALIAS(name, lo, hi, inf) {name, "", lo, hi, inf, alias_run, NULL, 0}
 #define OP_TT(name, lo, hi, fn) {name, "", lo, hi, keel_tt_##fn##_infer, keel_tt_##fn##_run, NULL, -1}
+/* Scatter kernels copy data first and tolerate out == data, so the output may reuse data's buffer. */
+#define OP_TT_INPLACE(name, lo, hi, fn) {name, "", lo, hi, keel_tt_##fn##_infer, keel_tt_##fn##_run, NULL, 0}
+#define OP_RESIZE(name, lo, hi) \
+  {name, "", lo, hi, keel_tt_resize_infer, keel_tt_resize_run, keel_tt_resize_workspace, -1}
 
 const keel_op_def keel_ops_tensor[] = {
     /* Reshape: 'shape' attribute (1-4), shape input (5-13), allowzero (14+). */
@@ -598,5 +602,46 @@ const keel_op_def keel_ops_tensor[] = {
     OP("OneHot", 9, KEEL_MAX_OPSET, onehot_infer, onehot_run),
     OP("Compress", 9, KEEL_MAX_OPSET, compress_infer, compress_run),
     OP("NonZero", 9, KEEL_MAX_OPSET, nonzero_infer, nonzero_run),
+    /* data movement (tensor_move.c) */
+    OP_TT("Transpose", 1, KEEL_MAX_OPSET, transpose),
+    OP_TT("Concat", 1, 3, concat), /* axis defaults to 1 */
+    OP_TT("Concat", 4, KEEL_MAX_OPSET, concat),
+    OP_TT("Split", 1, 1, split),   /* split as input or attribute */
+    OP_TT("Split", 2, 12, split),  /* split attribute */
+    OP_TT("Split", 13, 17, split), /* split input */
+    OP_TT("Split", 18, KEEL_MAX_OPSET, split), /* num_outputs */
+    OP_TT("Slice", 1, 9, slice),   /* attributes */
+    OP_TT("Slice", 10, KEEL_MAX_OPSET, slice), /* inputs, steps */
+    OP_TT("Expand", 8, KEEL_MAX_OPSET, expand),
+    OP_TT("Tile", 6, KEEL_MAX_OPSET, tile),
+    OP_TT("Pad", 1, 1, pad),       /* 'paddings' attribute */
+    OP_TT("Pad", 2, 10, pad),      /* 'pads' attribute */
+    OP_TT("Pad", 11, 17, pad),     /* pads / constant_value inputs */
+    OP_TT("Pad", 18, 18, pad),     /* axes input */
+    OP_TT("Pad", 19, KEEL_MAX_OPSET, pad), /* wrap mode */
+    OP_TT("CenterCropPad", 18, KEEL_MAX_OPSET, center_crop_pad),
+    OP_TT("DepthToSpace", 1, 10, depth_to_space), /* DCR only */
+    OP_TT("DepthToSpace", 11, KEEL_MAX_OPSET, depth_to_space),
+    OP_TT("SpaceToDepth", 1, KEEL_MAX_OPSET, space_to_depth),
+    /* indexing (tensor_index.c) */
+    OP_TT("Gather", 1, KEEL_MAX_OPSET, gather),
+    OP_TT("GatherElements", 11, KEEL_MAX_OPSET, gather_elements),
+    OP_TT("GatherND", 11, 11, gather_nd),
+    OP_TT("GatherND", 12, KEEL_MAX_OPSET, gather_nd), /* batch_dims */
+    OP_TT_INPLACE("Scatter", 9, 10, scatter_elements),
+    OP_TT_INPLACE("ScatterElements", 11, 15, scatter_elements),
+    OP_TT_INPLACE("ScatterElements", 16, 17, scatter_elements), /* reduction add/mul */
+    OP_TT_INPLACE("ScatterElements", 18, KEEL_MAX_OPSET, scatter_elements), /* max/min */
+    OP_TT_INPLACE("ScatterND", 11, 15, scatter_nd),
+    OP_TT_INPLACE("ScatterND", 16, 17, scatter_nd),
+    OP_TT_INPLACE("ScatterND", 18, KEEL_MAX_OPSET, scatter_nd),
+    /* Resize / Upsample (tensor_resize.c) */
+    OP_RESIZE("Resize", 10, 10),   /* scales only, asymmetric */
+    OP_RESIZE("Resize", 11, 12),   /* roi, sizes, coordinate modes, cubic */
+    OP_RESIZE("Resize", 13, 17),
+    OP_RESIZE("Resize", 18, 18),   /* axes, antialias, keep_aspect_ratio_policy */
+    OP_RESIZE("Resize", 19, KEEL_MAX_OPSET), /* half_pixel_symmetric */
+    OP_RESIZE("Upsample", 7, 8),   /* scales attribute */
+    OP_RESIZE("Upsample", 9, 9),   /* scales input */
 };
 const int keel_ops_tensor_count = (int)(sizeof keel_ops_tensor / sizeof keel_ops_tensor[0]);

@@ -140,19 +140,23 @@ keel_status *keel_engine_plan(keel_engine *e, const keel_view *inputs, int n_inp
   uint64_t mask = atomic_load(&e->value_input_mask);
   bool needs = false;
   keel_status *s = keel_plan_create(e->graph, inputs, n_inputs, mask, &needs, out);
-  if (s && needs) {
-    /* Some shape depends on an input's value: treat every small input as shape-feeding and retry. */
+  /* Some shape depends on an input's value. Treat small integer inputs as shape-feeding and retry; if that
+   * is not enough, every small input. The engine remembers the mask, so this happens once per engine. */
+  for (int pass = 0; s && needs && pass < 2; pass++) {
     uint64_t wider = mask;
     for (int i = 0; i < n_inputs && i < 64; i++) {
       int64_t numel = 1;
       for (int d = 0; d < inputs[i].ndim; d++) numel *= inputs[i].dims[d];
-      if (numel <= 64) wider |= (uint64_t)1 << i;
+      keel_dtype t = inputs[i].dtype;
+      bool is_float = t == KEEL_FLOAT32 || t == KEEL_FLOAT64 || t == KEEL_FLOAT16 || t == KEEL_BFLOAT16;
+      if (numel <= 64 && (pass == 1 || !is_float)) wider |= (uint64_t)1 << i;
     }
-    if (wider != mask) {
-      keel_status_free(s);
-      s = keel_plan_create(e->graph, inputs, n_inputs, wider, NULL, out);
-      if (!s) atomic_fetch_or(&e->value_input_mask, wider);
-    }
+    if (wider == mask) continue;
+    keel_status_free(s);
+    needs = false;
+    s = keel_plan_create(e->graph, inputs, n_inputs, wider, &needs, out);
+    if (!s) atomic_fetch_or(&e->value_input_mask, wider);
+    mask = wider;
   }
   return s;
 }

@@ -1,0 +1,192 @@
+/* Pooling: MaxPool (with optional int64 Indices), AveragePool, LpPool and their Global forms. 1-D to 3-D.
+ * Window bounds are computed per output position so the inner loops carry no padding branches. */
+#include <math.h>
+#include <string.h>
+
+#include "ops/nn_internal.h"
+
+/* Taps [k0, k1) of a window starting at `start` (dilation d, k taps) that land inside [0, in). */
+static inline void pool_range(int64_t start, int64_t d, int64_t k, int64_t in, int64_t *k0, int64_t *k1) {
+  int64_t a, b;
+  if (d == 1) { /* the common case, without divisions */
+    a = start < 0 ? -start : 0;
+    b = in - start;
+  } else {
+    a = start < 0 ? nn_ceildiv(-start, d) : 0;
+    b = nn_floordiv(in - 1 - start, d) + 1;
+  }
+  if (b > k) b = k;
+  if (b < a) b = a;
+  *k0 = a;
+  *k1 = b;
+}
+/* Taps that land before `limit` (input plus end padding): the divisor with count_include_pad. */
+static inline int64_t pad_count(int64_t start, int64_t d, int64_t k, int64_t limit) {
+  int64_t c = d == 1 ? limit - start : nn_ceildiv(limit - start, d);
+  return c < 0 ? 0 : c > k ? k : c;
+}
+
+#define NN_T float
+#define NN_SUF f32
+#define NN_FLOAT 1
+#include "ops/nn_pool_tmpl.h"
+#undef NN_T
+#undef NN_SUF
+#undef NN_FLOAT
+#define NN_T double
+#define NN_SUF f64
+#define NN_FLOAT 1
+#include "ops/nn_pool_tmpl.h"
+#undef NN_T
+#undef NN_SUF
+#undef NN_FLOAT
+#define NN_T int8_t
+#define NN_SUF i8
+#define NN_FLOAT 0
+#include "ops/nn_pool_tmpl.h"
+#undef NN_T
+#undef NN_SUF
+#undef NN_FLOAT
+#define NN_T uint8_t
+#define NN_SUF u8
+#define NN_FLOAT 0
+#include "ops/nn_pool_tmpl.h"
+#undef NN_T
+#undef NN_SUF
+#undef NN_FLOAT
+
+enum { POOL_MAX, POOL_AVG, POOL_LP };
+
+static int pool_kind(const keel_node *n) {
+  const char *t = n->op_type;
+  if (strstr(t, "Max")) return POOL_MAX;
+  if (strstr(t, "Average")) return POOL_AVG;
+  return POOL_LP;
+}
+
+/* LpPool / GlobalLpPool: p is a float attribute in opset 1, an int from opset 2. */
+static keel_status *read_p(const keel_node *n, double *p) {
+  const keel_attr *a = keel_node_attr(n, "p");
+  *p = 2;
+  if (a) *p = a->type == KEEL_ATTR_FLOAT ? a->f : (double)a->i;
+  if (!(*p > 0)) return keel_error(KEEL_INVALID_MODEL, "attribute p = %g must be positive", *p);
+  return NULL;
+}
+
+static keel_status *pool_x(const keel_node *n, const keel_view *in, int n_in, int kind) {
+  KEEL_TRY(nn_need_inputs(n, n_in, 1, 1));
+  if (!nn_has(in, n_in, 0)) return keel_error(KEEL_INVALID_MODEL, "input X is required");
+  const keel_view *x = &in[0];
+  bool ok = x->dtype == KEEL_FLOAT32 || x->dtype == KEEL_FLOAT64 ||
+            (kind == POOL_MAX && (x->dtype == KEEL_INT8 || x->dtype == KEEL_UINT8));
+  if (!ok)
+    return keel_error(KEEL_UNSUPPORTED, "input X has dtype %s; float32, float64%s are supported",
+                      keel_dtype_name(x->dtype), kind == POOL_MAX ? ", int8 and uint8" : "");
+  if (x->ndim < 3 || x->ndim > 2 + NN_MAX_SP)
+    return keel_error(KEEL_SHAPE_MISMATCH, "input X has rank %d; expected 3 to %d (N, C, 1 to %d spatial dims)",
+                      x->ndim, 2 + NN_MAX_SP, NN_MAX_SP);
+  return NULL;
+}
+
+static keel_status *pool_geom(const keel_node *n, const keel_view *in, int n_in, nn_window *w, int64_t *odims) {
+  const int kind = pool_kind(n);
+  KEEL_TRY(pool_x(n, in, n_in, kind));
+  const keel_view *x = &in[0];
+  const int nsp = x->ndim - 2;
+  const int64_t *ks = NULL;
+  int nk = keel_attr_ints(n, "kernel_shape", &ks);
+  if (nk < 0 || !ks) return keel_error(KEEL_INVALID_MODEL, "attribute kernel_shape is required");
+  if (nk != nsp)
+    return keel_error(KEEL_INVALID_MODEL, "kernel_shape has %d values but X has %d spatial dims", nk, nsp);
+  KEEL_TRY(nn_window_init(n, nsp, x->dims + 2, ks, true, w));
+  if (kind == POOL_MAX) {
+    int64_t so = keel_attr_int(n, "storage_order", 0);
+    if (so != 0 && so != 1) return keel_error(KEEL_INVALID_MODEL, "storage_order = %lld", (long long)so);
+  }
+  if (kind == POOL_LP) {
+    double p;
+    KEEL_TRY(read_p(n, &p));
+  }
+  odims[0] = x->dims[0];
+  odims[1] = x->dims[1];
+  for (int i = 0; i < nsp; i++) odims[2 + i] = w->out[i];
+  return nn_check_numel(n, odims, x->ndim, 8);
+}
+
+keel_status *nn_pool_infer(const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out) {
+  nn_window w;
+  int64_t od[KEEL_MAX_DIMS];
+  KEEL_TRY(pool_geom(n, in, n_in, &w, od));
+  keel_view_set_shape(&out[0], in[0].dtype, od, in[0].ndim);
+  if (pool_kind(n) == POOL_MAX && nn_want(n, n_out, 1)) keel_view_set_shape(&out[1], KEEL_INT64, od, in[0].ndim);
+  return NULL;
+}
+
+keel_status *nn_pool_run(const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out,
+                         keel_exec *ex) {
+  nn_window w, w3;
+  int64_t od[KEEL_MAX_DIMS];
+  KEEL_TRY(pool_geom(n, in, n_in, &w, od));
+  nn_window_pad3(&w, &w3);
+  const keel_view *x = &in[0];
+  const int64_t planes = x->dims[0] * x->dims[1];
+  const int kind = pool_kind(n);
+  if (kind == POOL_MAX) {
+    int64_t *idx = nn_want_run(n, out, n_out, 1) ? out[1].data : NULL;
+    bool cm = keel_attr_int(n, "storage_order", 0) == 1;
+    switch (x->dtype) {
+      case KEEL_FLOAT32: maxpool_f32(x->data, out[0].data, idx, planes, &w3, cm); break;
+      case KEEL_FLOAT64: maxpool_f64(x->data, out[0].data, idx, planes, &w3, cm); break;
+      case KEEL_INT8: maxpool_i8(x->data, out[0].data, idx, planes, &w3, cm); break;
+      case KEEL_UINT8: maxpool_u8(x->data, out[0].data, idx, planes, &w3, cm); break;
+      default: break;
+    }
+    return NULL;
+  }
+  double p = 0;
+  if (kind == POOL_LP) KEEL_TRY(read_p(n, &p));
+  bool include_pad = kind == POOL_AVG && keel_attr_int(n, "count_include_pad", 0) != 0;
+  if (x->dtype == KEEL_FLOAT32)
+    avgpool_f32(x->data, out[0].data, planes, &w3, include_pad, p);
+  else
+    avgpool_f64(x->data, out[0].data, planes, &w3, include_pad, p);
+  return NULL;
+}
+
+/* ---- Global pools ---- */
+
+keel_status *nn_gpool_infer(const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out) {
+  const int kind = pool_kind(n);
+  KEEL_TRY(nn_need_inputs(n, n_in, 1, 1));
+  if (!nn_has(in, n_in, 0)) return keel_error(KEEL_INVALID_MODEL, "input X is required");
+  if (in[0].dtype != KEEL_FLOAT32 && in[0].dtype != KEEL_FLOAT64)
+    return keel_error(KEEL_UNSUPPORTED, "input X has dtype %s; float32 and float64 are supported",
+                      keel_dtype_name(in[0].dtype));
+  if (in[0].ndim < 3)
+    return keel_error(KEEL_SHAPE_MISMATCH, "input X has rank %d; expected N, C and spatial dims", in[0].ndim);
+  if (kind == POOL_LP) {
+    double p;
+    KEEL_TRY(read_p(n, &p));
+  }
+  int64_t od[KEEL_MAX_DIMS];
+  for (int i = 0; i < in[0].ndim; i++) od[i] = i < 2 ? in[0].dims[i] : 1;
+  keel_view_set_shape(&out[0], in[0].dtype, od, in[0].ndim);
+  return NULL;
+}
+
+keel_status *nn_gpool_run(const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out,
+                          keel_exec *ex) {
+  const int kind = pool_kind(n);
+  double p = 0;
+  if (kind == POOL_LP) KEEL_TRY(read_p(n, &p));
+  const keel_view *x = &in[0];
+  const int64_t planes = x->dims[0] * x->dims[1], S = nn_prod(x->dims, 2, x->ndim);
+  const int k = kind == POOL_AVG ? 0 : kind == POOL_MAX ? 1 : 2;
+  if (x->dtype == KEEL_FLOAT32)
+    gpool_f32(x->data, out[0].data, planes, S, k, p);
+  else if (x->dtype == KEEL_FLOAT64)
+    gpool_f64(x->data, out[0].data, planes, S, k, p);
+  else
+    return keel_error(KEEL_UNSUPPORTED, "dtype %s", keel_dtype_name(x->dtype));
+  return NULL;
+}

@@ -1,0 +1,142 @@
+/* Pooling kernels for one element type. Included by nn_pool.c with
+ *   NN_T    element type;  NN_SUF  function suffix;  NN_FLOAT  1 for float types (average / Lp pooling)
+ * No include guard on purpose. The window is padded to 3 spatial dims (nn_window_pad3). */
+
+#define NN_CAT2(a, b) a##_##b
+#define NN_CAT(a, b) NN_CAT2(a, b)
+#define NN_FN(name) NN_CAT(name, NN_SUF)
+
+/* Max pooling over `planes` planes; idx (may be NULL) receives flat input indices (ONNX Indices). */
+static void NN_FN(maxpool)(const NN_T *x, NN_T *y, int64_t *idx, int64_t planes, const nn_window *w,
+                           bool col_major) {
+  const int64_t ID = w->in[0], IH = w->in[1], IW = w->in[2];
+  const int64_t OD = w->out[0], OH = w->out[1], OW = w->out[2];
+  const int64_t iplane = ID * IH * IW;
+  for (int64_t pl = 0; pl < planes; pl++) {
+    const NN_T *xp = x + pl * iplane;
+    for (int64_t od = 0; od < OD; od++) {
+      int64_t d0, d1, h0, h1, w0, w1;
+      const int64_t sd = od * w->s[0] - w->pb[0];
+      pool_range(sd, w->d[0], w->k[0], ID, &d0, &d1);
+      for (int64_t oh = 0; oh < OH; oh++) {
+        const int64_t sh = oh * w->s[1] - w->pb[1];
+        pool_range(sh, w->d[1], w->k[1], IH, &h0, &h1);
+        for (int64_t ow = 0; ow < OW; ow++, y++) {
+          const int64_t sw = ow * w->s[2] - w->pb[2];
+          pool_range(sw, w->d[2], w->k[2], IW, &w0, &w1);
+          NN_T best = 0;
+          int64_t bi = 0;
+          if (d1 > d0 && h1 > h0 && w1 > w0) { /* empty windows (all padding) give 0 */
+            const int64_t id0 = sd + d0 * w->d[0], ih0 = sh + h0 * w->d[1], iw0 = sw + w0 * w->d[2];
+            best = xp[(id0 * IH + ih0) * IW + iw0];
+            if (idx) bi = col_major ? id0 + ih0 * ID + iw0 * ID * IH : (id0 * IH + ih0) * IW + iw0;
+          }
+          for (int64_t kd = d0; kd < d1; kd++)
+            for (int64_t kh = h0; kh < h1; kh++) {
+              const int64_t id = sd + kd * w->d[0], ih = sh + kh * w->d[1];
+              const NN_T *row = xp + (id * IH + ih) * IW;
+              if (idx) {
+                for (int64_t kw = w0; kw < w1; kw++) {
+                  const int64_t iw = sw + kw * w->d[2];
+                  if (row[iw] > best) {
+                    best = row[iw];
+                    bi = col_major ? id + ih * ID + iw * ID * IH : (id * IH + ih) * IW + iw;
+                  }
+                }
+              } else {
+                for (int64_t kw = w0; kw < w1; kw++) {
+                  const NN_T v = row[sw + kw * w->d[2]];
+                  best = v > best ? v : best;
+                }
+              }
+            }
+          *y = best;
+          if (idx) *idx++ = pl * iplane + bi;
+        }
+      }
+    }
+  }
+}
+
+#if NN_FLOAT
+/* Average (p == 0) or Lp (p >= 1) pooling. */
+static void NN_FN(avgpool)(const NN_T *x, NN_T *y, int64_t planes, const nn_window *w, bool include_pad, double p) {
+  const int64_t ID = w->in[0], IH = w->in[1], IW = w->in[2];
+  const int64_t OD = w->out[0], OH = w->out[1], OW = w->out[2];
+  const int64_t iplane = ID * IH * IW;
+  for (int64_t pl = 0; pl < planes; pl++) {
+    const NN_T *xp = x + pl * iplane;
+    for (int64_t od = 0; od < OD; od++) {
+      int64_t d0, d1, h0, h1, w0, w1;
+      const int64_t sd = od * w->s[0] - w->pb[0];
+      pool_range(sd, w->d[0], w->k[0], ID, &d0, &d1);
+      const int64_t cd = pad_count(sd, w->d[0], w->k[0], ID + w->pe[0]);
+      for (int64_t oh = 0; oh < OH; oh++) {
+        const int64_t sh = oh * w->s[1] - w->pb[1];
+        pool_range(sh, w->d[1], w->k[1], IH, &h0, &h1);
+        const int64_t ch = pad_count(sh, w->d[1], w->k[1], IH + w->pe[1]);
+        for (int64_t ow = 0; ow < OW; ow++, y++) {
+          const int64_t sw = ow * w->s[2] - w->pb[2];
+          pool_range(sw, w->d[2], w->k[2], IW, &w0, &w1);
+          double acc = 0;
+          for (int64_t kd = d0; kd < d1; kd++)
+            for (int64_t kh = h0; kh < h1; kh++) {
+              const NN_T *row = xp + ((sd + kd * w->d[0]) * IH + sh + kh * w->d[1]) * IW;
+              if (p == 0) {
+                for (int64_t kw = w0; kw < w1; kw++) acc += row[sw + kw * w->d[2]];
+              } else if (p == 1) {
+                for (int64_t kw = w0; kw < w1; kw++) acc += fabs((double)row[sw + kw * w->d[2]]);
+              } else if (p == 2) {
+                for (int64_t kw = w0; kw < w1; kw++) {
+                  double v = row[sw + kw * w->d[2]];
+                  acc += v * v;
+                }
+              } else {
+                for (int64_t kw = w0; kw < w1; kw++) acc += pow(fabs((double)row[sw + kw * w->d[2]]), p);
+              }
+            }
+          if (p != 0) {
+            *y = (NN_T)(p == 1 ? acc : p == 2 ? sqrt(acc) : pow(acc, 1.0 / p));
+          } else {
+            int64_t cnt = include_pad ? cd * ch * pad_count(sw, w->d[2], w->k[2], IW + w->pe[2])
+                                      : (d1 - d0) * (h1 - h0) * (w1 - w0);
+            *y = cnt > 0 ? (NN_T)(acc / (double)cnt) : 0;
+          }
+        }
+      }
+    }
+  }
+}
+
+/* Global average / max / Lp over each plane of S elements. kind: 0 avg, 1 max, 2 Lp. */
+static void NN_FN(gpool)(const NN_T *x, NN_T *y, int64_t planes, int64_t S, int kind, double p) {
+  for (int64_t pl = 0; pl < planes; pl++) {
+    const NN_T *xp = x + pl * S;
+    if (kind == 1) {
+      NN_T m = S > 0 ? xp[0] : 0;
+      for (int64_t i = 1; i < S; i++) m = xp[i] > m ? xp[i] : m;
+      y[pl] = m;
+    } else if (kind == 0) {
+      double acc = 0;
+      for (int64_t i = 0; i < S; i++) acc += xp[i];
+      y[pl] = S > 0 ? (NN_T)(acc / (double)S) : 0;
+    } else {
+      double acc = 0;
+      if (p == 2) {
+        for (int64_t i = 0; i < S; i++) acc += (double)xp[i] * xp[i];
+        y[pl] = (NN_T)sqrt(acc);
+      } else if (p == 1) {
+        for (int64_t i = 0; i < S; i++) acc += fabs((double)xp[i]);
+        y[pl] = (NN_T)acc;
+      } else {
+        for (int64_t i = 0; i < S; i++) acc += pow(fabs((double)xp[i]), p);
+        y[pl] = (NN_T)pow(acc, 1.0 / p);
+      }
+    }
+  }
+}
+#endif
+
+#undef NN_FN
+#undef NN_CAT
+#undef NN_CAT2
