@@ -15,6 +15,10 @@ static void usage(FILE *f) {
           "                      run ONNX test cases (model.onnx + test_data_set_*) and compare outputs\n"
           "  info MODEL [--shape NAME=DIMS]...\n"
           "                      inputs, outputs, opsets, operators, parameters and planned memory\n"
+          "  bench MODEL [--shape NAME=DIMS]... [--outputs fresh|preallocated|persistent|all]\n"
+          "        [--iterations N] [--duration S] [--warmup S] [--threads N] [--device cpu|sim]\n"
+          "        [--inflight K] [--json FILE]\n"
+          "                      measure latency, throughput and allocations per call (like trtexec)\n"
           "  --version           version and compiled-in backends\n"
           "  --help              this message\n");
 }
@@ -36,6 +40,7 @@ int main(int argc, char **argv) {
   if (!strcmp(cmd, "run")) return keel_cmd_run(argc - 1, argv + 1);
   if (!strcmp(cmd, "test")) return keel_cmd_test(argc - 1, argv + 1);
   if (!strcmp(cmd, "info")) return keel_cmd_info(argc - 1, argv + 1);
+  if (!strcmp(cmd, "bench")) return keel_cmd_bench(argc - 1, argv + 1);
   fprintf(stderr, "keel: unknown command '%s'\n\n", cmd);
   usage(stderr);
   return 2;

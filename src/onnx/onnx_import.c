@@ -151,10 +151,8 @@ static keel_status *apply_value_info(graph_builder *b, const Onnx__ValueInfoProt
     v->dims[i] = -1;
     if (!d) continue;
     if (d->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE) {
-      if (d->dim_value < 0)
-        return keel_error(KEEL_INVALID_MODEL, "graph %s '%s': dimension %d is negative (%lld)", role, v->name, i,
-                          (long long)d->dim_value);
-      v->dims[i] = d->dim_value;
+      /* Some exporters write -1 for "unknown": treat any negative value so. */
+      v->dims[i] = d->dim_value >= 0 ? d->dim_value : -1;
     } else if (d->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM && d->dim_param &&
                d->dim_param[0]) {
       free(v->dim_params[i]);

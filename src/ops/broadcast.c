@@ -26,7 +26,8 @@ keel_status *keel_broadcast_shapes(const char *what, int n, const int64_t *const
   int r = 0;
   for (int k = 0; k < n; k++) {
     if (ndims[k] < 0 || ndims[k] > KEEL_MAX_DIMS)
-      return keel_error(KEEL_SHAPE_MISMATCH, "%s: input %d has unsupported rank %d", what, k, ndims[k]);
+      return keel_error(KEEL_SHAPE_MISMATCH, "%s%sinput %d has unsupported rank %d", what ? what : "",
+                        what ? ": " : "", k, ndims[k]);
     if (ndims[k] > r) r = ndims[k];
   }
   for (int j = 0; j < r; j++) out[j] = 1;
@@ -52,8 +53,8 @@ keel_status *keel_broadcast_shapes(const char *what, int n, const int64_t *const
       fmt_shape(dims[other], ndims[other], s1, sizeof s1);
       fmt_shape(dims[k], ndims[k], s2, sizeof s2);
       return keel_error(KEEL_SHAPE_MISMATCH,
-                        "%s: input %d shape %s and input %d shape %s are not broadcastable (dim %lld vs %lld)",
-                        what, other, s1, k, s2, (long long)*o, (long long)d);
+                        "%s%sinput %d shape %s and input %d shape %s are not broadcastable (dim %lld vs %lld)",
+                        what ? what : "", what ? ": " : "", other, s1, k, s2, (long long)*o, (long long)d);
     }
   }
   *nout = r;

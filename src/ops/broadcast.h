@@ -40,7 +40,7 @@ typedef struct keel_bcast_iter {
 } keel_bcast_iter;
 
 /* Broadcast n shapes together (numpy rules) into out/nout. On failure returns KEEL_SHAPE_MISMATCH naming
- * the two shapes that conflict; `what` (e.g. "Add") prefixes the message. */
+ * the two shapes that conflict; `what` (e.g. "Add"), if not NULL, prefixes the message. */
 keel_status *keel_broadcast_shapes(const char *what, int n, const int64_t *const *dims, const int *ndims,
                                    int64_t *out, int *nout);
 

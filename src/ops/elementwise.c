@@ -57,7 +57,7 @@ static keel_status *check_counts(const keel_node *n, int n_in, int min_in, int m
 
 static keel_status *same_dtype(const keel_node *n, const keel_view *in, int i, int j) {
   if (in[i].dtype == in[j].dtype) return NULL;
-  return keel_error(KEEL_INVALID_MODEL, "%s: input %d (%s) and input %d (%s) must have the same dtype", n->op_type,
+  return keel_error(KEEL_INVALID_MODEL, "input %d (%s) and input %d (%s) must have the same dtype",
                     i, keel_dtype_name(in[i].dtype), j, keel_dtype_name(in[j].dtype));
 }
 
@@ -216,8 +216,8 @@ static keel_status *b_dims(const keel_node *n, bool legacy, const keel_view *a, 
   int64_t axis = keel_attr_int(n, "axis", 0);
   if (axis < 0) axis += a->ndim;
   if (axis < 0 || axis + b->ndim > a->ndim)
-    return keel_error(KEEL_INVALID_MODEL, "%s: legacy broadcast axis %lld does not fit B (rank %d) into A (rank %d)",
-                      n->op_type, (long long)keel_attr_int(n, "axis", 0), b->ndim, a->ndim);
+    return keel_error(KEEL_INVALID_MODEL, "legacy broadcast axis %lld does not fit B (rank %d) into A (rank %d)",
+                      (long long)keel_attr_int(n, "axis", 0), b->ndim, a->ndim);
   bb->ndim = a->ndim;
   for (int i = 0; i < a->ndim; i++) bb->dims[i] = (i >= axis && i < axis + b->ndim) ? b->dims[i - axis] : 1;
   return NULL;
@@ -234,7 +234,7 @@ static keel_status *infer_binary(KEEL_IN, unsigned mask, unsigned mask_b, bool b
   const int nd[2] = {in[0].ndim, bb.ndim};
   int64_t od[KEEL_MAX_DIMS];
   int ond;
-  KEEL_TRY(keel_broadcast_shapes(n->op_type, 2, dims, nd, od, &ond));
+  KEEL_TRY(keel_broadcast_shapes(NULL, 2, dims, nd, od, &ond));
   keel_view_set_shape(&out[0], bool_out ? KEEL_BOOL : in[0].dtype, od, ond);
   return NULL;
 }
@@ -382,7 +382,7 @@ static keel_status *infer_variadic(KEEL_IN, unsigned mask) {
   }
   int64_t od[KEEL_MAX_DIMS];
   int ond;
-  KEEL_TRY(keel_broadcast_shapes(n->op_type, n_in, dims, nd, od, &ond));
+  KEEL_TRY(keel_broadcast_shapes(NULL, n_in, dims, nd, od, &ond));
   keel_view_set_shape(&out[0], in[0].dtype, od, ond);
   return NULL;
 }
@@ -420,7 +420,7 @@ static keel_status *infer_Where(KEEL_IN) {
   const int nd[3] = {in[0].ndim, in[1].ndim, in[2].ndim};
   int64_t od[KEEL_MAX_DIMS];
   int ond;
-  KEEL_TRY(keel_broadcast_shapes("Where", 3, dims, nd, od, &ond));
+  KEEL_TRY(keel_broadcast_shapes(NULL, 3, dims, nd, od, &ond));
   keel_view_set_shape(&out[0], in[1].dtype, od, ond);
   return NULL;
 }

@@ -96,7 +96,7 @@ bool keel_ew_cast_supported(keel_dtype t) {
 keel_status *keel_ew_cast(const keel_view *x, keel_view *y) {
   const int64_t n = keel_view_numel(x);
   if (n != keel_view_numel(y))
-    return keel_error(KEEL_SHAPE_MISMATCH, "Cast: output has %lld elements, input %lld",
+    return keel_error(KEEL_SHAPE_MISMATCH, "output has %lld elements, input %lld",
                       (long long)keel_view_numel(y), (long long)n);
   if (!keel_ew_cast_supported(x->dtype) || !keel_ew_cast_supported(y->dtype)) goto bad;
   if (n == 0) return NULL;
@@ -115,7 +115,7 @@ keel_status *keel_ew_cast(const keel_view *x, keel_view *y) {
   }
   return NULL;
 bad:
-  return keel_error(KEEL_UNSUPPORTED, "Cast from %s to %s is not supported", keel_dtype_name(x->dtype),
+  return keel_error(KEEL_UNSUPPORTED, "cast from %s to %s is not supported", keel_dtype_name(x->dtype),
                     keel_dtype_name(y->dtype));
 }
 
@@ -141,9 +141,9 @@ bad:
 
 keel_status *keel_ew_where(const keel_view *c, const keel_view *x, const keel_view *yv, keel_view *out) {
   if (c->dtype != KEEL_BOOL)
-    return keel_error(KEEL_INVALID_MODEL, "Where: condition must be bool, got %s", keel_dtype_name(c->dtype));
+    return keel_error(KEEL_INVALID_MODEL, "condition must be bool, got %s", keel_dtype_name(c->dtype));
   if (x->dtype != yv->dtype || out->dtype != x->dtype)
-    return keel_error(KEEL_INVALID_MODEL, "Where: X (%s) and Y (%s) must have the same dtype",
+    return keel_error(KEEL_INVALID_MODEL, "X (%s) and Y (%s) must have the same dtype",
                       keel_dtype_name(x->dtype), keel_dtype_name(yv->dtype));
   const int64_t *dims[3] = {c->dims, x->dims, yv->dims};
   const int nd[3] = {c->ndim, x->ndim, yv->ndim};
@@ -157,7 +157,7 @@ keel_status *keel_ew_where(const keel_view *c, const keel_view *x, const keel_vi
     case 4: EW_WHERE_ROWS(uint32_t); break;
     case 8: EW_WHERE_ROWS(uint64_t); break;
     default:
-      return keel_error(KEEL_UNSUPPORTED, "Where: dtype %s not supported", keel_dtype_name(x->dtype));
+      return keel_error(KEEL_UNSUPPORTED, "dtype %s not supported", keel_dtype_name(x->dtype));
   }
   return NULL;
 }

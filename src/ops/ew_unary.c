@@ -303,7 +303,7 @@ bad:
 keel_status *keel_ew_clip(const keel_view *x, const void *lo, const void *hi, keel_view *y) {
   int64_t n = keel_view_numel(x);
   if (n != keel_view_numel(y) || x->dtype != y->dtype)
-    return keel_error(KEEL_SHAPE_MISMATCH, "Clip: output does not match input");
+    return keel_error(KEEL_SHAPE_MISMATCH, "output does not match input");
   if (n == 0) return NULL;
   /* The compiler vectorizes the float32 min/max loop best without the per-element flags. */
   if (x->dtype == KEEL_FLOAT32) {
@@ -321,7 +321,7 @@ keel_status *keel_ew_clip(const keel_view *x, const void *lo, const void *hi, ke
     EW_SINT_TYPES(EW_CLIP_CASE, _)
     EW_UINT_TYPES(EW_CLIP_CASE, _)
     default:
-      return keel_error(KEEL_UNSUPPORTED, "Clip: dtype %s not supported", keel_dtype_name(x->dtype));
+      return keel_error(KEEL_UNSUPPORTED, "dtype %s not supported", keel_dtype_name(x->dtype));
   }
   return NULL;
 }
@@ -343,7 +343,7 @@ keel_status *keel_ew_clip_f(const keel_view *x, float lo, float hi, keel_view *y
       return keel_ew_clip(x, &l, &h, y);
     }
     default:
-      return keel_error(KEEL_UNSUPPORTED, "Clip: dtype %s not supported with attribute bounds",
+      return keel_error(KEEL_UNSUPPORTED, "dtype %s not supported with attribute bounds",
                         keel_dtype_name(x->dtype));
   }
 }

@@ -198,6 +198,30 @@ keel_status *keel_kr_einsum_infer(const keel_node *n, const keel_view *in, int n
   return NULL;
 }
 
+/* Sum over the innermost summed label: a strided dot product (typed fast paths for 1 or 2 float inputs). */
+static double es_inner(keel_dtype t, const keel_view *in, int n_in, const int64_t *off, const int64_t *st,
+                       int64_t len) {
+  double s = 0;
+  if (t == KEEL_FLOAT32 && n_in == 2) {
+    const float *a = (const float *)in[0].data + off[0], *b = (const float *)in[1].data + off[1];
+    int64_t sa = st[0], sb = st[1];
+    for (int64_t j = 0; j < len; j++) s += (double)a[j * sa] * (double)b[j * sb];
+  } else if (t == KEEL_FLOAT32 && n_in == 1) {
+    const float *a = (const float *)in[0].data + off[0];
+    for (int64_t j = 0; j < len; j++) s += (double)a[j * st[0]];
+  } else if (t == KEEL_FLOAT64 && n_in == 2) {
+    const double *a = (const double *)in[0].data + off[0], *b = (const double *)in[1].data + off[1];
+    for (int64_t j = 0; j < len; j++) s += a[j * st[0]] * b[j * st[1]];
+  } else {
+    for (int64_t j = 0; j < len; j++) {
+      double prod = 1;
+      for (int k = 0; k < n_in; k++) prod *= kr_ld(t, in[k].data, off[k] + j * st[k]);
+      s += prod;
+    }
+  }
+  return s;
+}
+
 keel_status *keel_kr_einsum_run(const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out,
                                 keel_exec *ex) {
   es_plan p;
@@ -207,6 +231,13 @@ keel_status *keel_kr_einsum_run(const keel_node *n, const keel_view *in, int n_i
   for (int j = 0; j < p.n_out; j++) out_numel *= p.size[p.out_lab[j]];
   for (int j = 0; j < p.n_sum; j++) sum_numel *= p.size[p.sum_lab[j]];
   if (out_numel == 0) return NULL;
+  /* the last summed label is the innermost loop; the others are walked by an odometer */
+  int n_outer_sum = p.n_sum > 0 ? p.n_sum - 1 : 0;
+  int64_t inner_len = p.n_sum > 0 ? p.size[p.sum_lab[p.n_sum - 1]] : 1;
+  int64_t inner_st[ES_MAX_IN] = {0};
+  if (p.n_sum > 0)
+    for (int k = 0; k < p.n_in; k++) inner_st[k] = p.stride[k][p.sum_lab[p.n_sum - 1]];
+  int64_t outer_sum = inner_len > 0 ? sum_numel / inner_len : 0;
   int64_t oidx[ES_MAX_LABELS] = {0};
   int64_t obase[ES_MAX_IN] = {0};
   for (int64_t o = 0; o < out_numel; o++) {
@@ -215,11 +246,9 @@ keel_status *keel_kr_einsum_run(const keel_node *n, const keel_view *in, int n_i
       int64_t sidx[ES_MAX_LABELS] = {0};
       int64_t off[ES_MAX_IN];
       for (int k = 0; k < p.n_in; k++) off[k] = obase[k];
-      for (int64_t s = 0; s < sum_numel; s++) {
-        double prod = 1;
-        for (int k = 0; k < p.n_in; k++) prod *= kr_ld(t, in[k].data, off[k]);
-        acc += prod;
-        for (int j = p.n_sum - 1; j >= 0; j--) {
+      for (int64_t s = 0; s < outer_sum; s++) {
+        acc += es_inner(t, in, p.n_in, off, inner_st, inner_len);
+        for (int j = n_outer_sum - 1; j >= 0; j--) {
           int l = p.sum_lab[j];
           for (int k = 0; k < p.n_in; k++) off[k] += p.stride[k][l];
           if (++sidx[j] < p.size[l]) break;
