@@ -16,3 +16,8 @@ scripts/build.sh build-asan -DKEEL_SANITIZE=ON
 echo "== tests (ASan + UBSan)"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir build-asan --output-on-failure -j2 -LE models
+
+echo "== build (ThreadSanitizer)"
+scripts/build.sh build-tsan -DKEEL_TSAN=ON
+echo "== concurrency tests (ThreadSanitizer)"
+TSAN_OPTIONS=halt_on_error=1 ctest --test-dir build-tsan --output-on-failure -L concurrency

@@ -48,9 +48,10 @@ void keel_storage_retain(keel_storage *s) { atomic_fetch_add(&s->refcount, 1); }
 
 void keel_storage_release(keel_storage *s) {
   if (!s || atomic_fetch_sub(&s->refcount, 1) != 1) return;
+  bool embedded = s->embedded; /* an embedded record may be recycled by release() itself */
   if (s->release) s->release(s, s->release_user);
   else if (s->allocator) keel_allocator_free(s->allocator, s->data, s->nbytes);
-  if (!s->embedded) free(s);
+  if (!embedded) free(s);
 }
 
 keel_status *keel_tensor_new_with_storage(keel_dtype dtype, const int64_t *dims, int ndim, keel_storage *st,

@@ -134,6 +134,16 @@ keel_status *nn_pool_run(const keel_node *n, const keel_view *in, int n_in, keel
   if (kind == POOL_MAX) {
     int64_t *idx = nn_want_run(n, out, n_out, 1) ? out[1].data : NULL;
     bool cm = keel_attr_int(n, "storage_order", 0) == 1;
+    if (!idx) {
+      switch (x->dtype) {
+        case KEEL_FLOAT32: pool_rows_f32(x->data, out[0].data, planes, &w3, false, false, -INFINITY); break;
+        case KEEL_FLOAT64: pool_rows_f64(x->data, out[0].data, planes, &w3, false, false, -INFINITY); break;
+        case KEEL_INT8: pool_rows_i8(x->data, out[0].data, planes, &w3, false, false, INT8_MIN); break;
+        case KEEL_UINT8: pool_rows_u8(x->data, out[0].data, planes, &w3, false, false, 0); break;
+        default: break;
+      }
+      return NULL;
+    }
     switch (x->dtype) {
       case KEEL_FLOAT32: maxpool_f32(x->data, out[0].data, idx, planes, &w3, cm); break;
       case KEEL_FLOAT64: maxpool_f64(x->data, out[0].data, idx, planes, &w3, cm); break;
@@ -146,6 +156,13 @@ keel_status *nn_pool_run(const keel_node *n, const keel_view *in, int n_in, keel
   double p = 0;
   if (kind == POOL_LP) KEEL_TRY(read_p(n, &p));
   bool include_pad = kind == POOL_AVG && keel_attr_int(n, "count_include_pad", 0) != 0;
+  if (kind == POOL_AVG) {
+    if (x->dtype == KEEL_FLOAT32)
+      pool_rows_f32(x->data, out[0].data, planes, &w3, true, include_pad, 0);
+    else
+      pool_rows_f64(x->data, out[0].data, planes, &w3, true, include_pad, 0);
+    return NULL;
+  }
   if (x->dtype == KEEL_FLOAT32)
     avgpool_f32(x->data, out[0].data, planes, &w3, include_pad, p);
   else

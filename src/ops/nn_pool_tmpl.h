@@ -58,6 +58,68 @@ static void NN_FN(maxpool)(const NN_T *x, NN_T *y, int64_t *idx, int64_t planes,
   }
 }
 
+/* Max (avg == false) or average pooling without Indices, one output row at a time: every valid kernel tap
+ * is applied to the whole row (a max / add over a contiguous or strided run, which vectorizes), then a
+ * short pass fixes empty windows (max) or divides by the per-position count (average). */
+static void NN_FN(pool_rows)(const NN_T *x, NN_T *y, int64_t planes, const nn_window *w, bool avg, bool include_pad,
+                             NN_T lowest) {
+  const int64_t ID = w->in[0], IH = w->in[1], IW = w->in[2];
+  const int64_t OD = w->out[0], OH = w->out[1], OW = w->out[2];
+  const int64_t iplane = ID * IH * IW, s2 = w->s[2], d2 = w->d[2];
+  for (int64_t pl = 0; pl < planes; pl++) {
+    const NN_T *xp = x + pl * iplane;
+    for (int64_t od = 0; od < OD; od++) {
+      int64_t d0, d1, h0, h1;
+      const int64_t sd = od * w->s[0] - w->pb[0];
+      pool_range(sd, w->d[0], w->k[0], ID, &d0, &d1);
+      const int64_t cd = pad_count(sd, w->d[0], w->k[0], ID + w->pe[0]);
+      for (int64_t oh = 0; oh < OH; oh++, y += OW) {
+        const int64_t sh = oh * w->s[1] - w->pb[1];
+        pool_range(sh, w->d[1], w->k[1], IH, &h0, &h1);
+        NN_T *restrict yr = y;
+        const NN_T init = avg ? 0 : lowest;
+        for (int64_t ow = 0; ow < OW; ow++) yr[ow] = init;
+        for (int64_t kd = d0; kd < d1; kd++)
+          for (int64_t kh = h0; kh < h1; kh++) {
+            const NN_T *restrict row = xp + ((sd + kd * w->d[0]) * IH + sh + kh * w->d[1]) * IW;
+            for (int64_t kw = 0; kw < w->k[2]; kw++) {
+              const int64_t off = kw * d2 - w->pb[2];
+              int64_t lo = nn_ceildiv(-off, s2), hi = nn_floordiv(IW - 1 - off, s2) + 1;
+              lo = lo < 0 ? 0 : lo;
+              hi = hi > OW ? OW : hi;
+              if (avg) {
+                if (s2 == 1)
+                  for (int64_t ow = lo; ow < hi; ow++) yr[ow] += row[ow + off];
+                else
+                  for (int64_t ow = lo; ow < hi; ow++) yr[ow] += row[ow * s2 + off];
+              } else {
+                if (s2 == 1)
+                  for (int64_t ow = lo; ow < hi; ow++) yr[ow] = row[ow + off] > yr[ow] ? row[ow + off] : yr[ow];
+                else
+                  for (int64_t ow = lo; ow < hi; ow++)
+                    yr[ow] = row[ow * s2 + off] > yr[ow] ? row[ow * s2 + off] : yr[ow];
+              }
+            }
+          }
+        const int64_t ch = avg && include_pad ? cd * pad_count(sh, w->d[1], w->k[1], IH + w->pe[1])
+                                              : (d1 - d0) * (h1 - h0);
+        for (int64_t ow = 0; ow < OW; ow++) {
+          int64_t w0, w1;
+          const int64_t sw = ow * s2 - w->pb[2];
+          pool_range(sw, d2, w->k[2], IW, &w0, &w1);
+          const int64_t valid = (d1 - d0) * (h1 - h0) * (w1 - w0);
+          if (avg) {
+            const int64_t cnt = include_pad ? ch * pad_count(sw, d2, w->k[2], IW + w->pe[2]) : ch * (w1 - w0);
+            yr[ow] = cnt > 0 && (valid > 0 || include_pad) ? (NN_T)(yr[ow] / (NN_T)cnt) : 0;
+          } else if (valid == 0) {
+            yr[ow] = 0; /* the window saw only padding */
+          }
+        }
+      }
+    }
+  }
+}
+
 #if NN_FLOAT
 /* Average (p == 0) or Lp (p >= 1) pooling. */
 static void NN_FN(avgpool)(const NN_T *x, NN_T *y, int64_t planes, const nn_window *w, bool include_pad, double p) {
