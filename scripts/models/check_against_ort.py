@@ -6,7 +6,8 @@ For each model (files, or every *.onnx in the given directories):
   2. run onnxruntime;
   3. run `keel run MODEL --input NAME=FILE.pb ... --output-dir DIR`, read DIR/output_<i>.pb;
   4. compare: |keel - ort| <= atol + rtol * |ort| elementwise (exact for integer outputs).
-One line per model, a closing "N passed, N failed" line; exit status 1 on any mismatch.
+One line per model (max_abs; max_rel = max |d|/max(|ref|, atol); tol_used = max |d|/(atol +
+rtol*|ref|), <= 1 passes), a closing "N passed, N failed" line; exit status 1 on any mismatch.
 
 Input sizes: fixed dims are used as they are. Symbolic dims come from, in this order:
 --input-file NAME=FILE.pb (use that tensor), --shape NAME=1x3x48x192, --dim PARAM=VALUE, the model's metadata_props
@@ -159,33 +160,36 @@ def run_keel(keel, path, feeds, n_out, workdir, timeout):
 
 
 def compare(name, ref, got, rtol, atol):
-    """Returns (ok, max_abs, max_rel, message)."""
+    """Returns (ok, max_abs, max_rel, tol_frac, message); tol_frac is the largest share of
+    the allowed error (atol + rtol*|ref|) that an element used: <= 1 passes."""
     if got.shape != ref.shape:
-        return False, np.inf, np.inf, f"{name}: shape {list(got.shape)}, expected {list(ref.shape)}"
+        return False, np.inf, np.inf, np.inf, f"{name}: shape {list(got.shape)}, expected {list(ref.shape)}"
     if got.dtype != ref.dtype:
-        return False, np.inf, np.inf, f"{name}: dtype {got.dtype}, expected {ref.dtype}"
+        return False, np.inf, np.inf, np.inf, f"{name}: dtype {got.dtype}, expected {ref.dtype}"
     if ref.size == 0:
-        return True, 0.0, 0.0, ""
+        return True, 0.0, 0.0, 0.0, ""
     if not np.issubdtype(ref.dtype, np.floating):
         bad = int(np.count_nonzero(got != ref))
-        return bad == 0, float(bad), float(bad), f"{name}: {bad} elements differ" if bad else ""
+        return bad == 0, float(bad), float(bad), float(bad), f"{name}: {bad} elements differ" if bad else ""
     r = ref.astype(np.float64)
     g = got.astype(np.float64)
     if not np.array_equal(np.isnan(r), np.isnan(g)):
-        return False, np.inf, np.inf, f"{name}: NaN positions differ"
+        return False, np.inf, np.inf, np.inf, f"{name}: NaN positions differ"
     fin = ~np.isnan(r)
     diff = np.abs(g[fin] - r[fin])
     max_abs = float(diff.max()) if diff.size else 0.0
     # relative to |ref|, floored at atol so that near-zero references do not dominate
     rel = diff / np.maximum(np.abs(r[fin]), max(atol, 1e-12))
     max_rel = float(rel.max()) if rel.size else 0.0
-    bad = diff > atol + rtol * np.abs(r[fin])
+    allowed = atol + rtol * np.abs(r[fin])
+    bad = diff > allowed
     nbad = int(np.count_nonzero(bad))
+    frac = float((diff / np.maximum(allowed, 1e-30)).max()) if diff.size else 0.0
     if nbad:
         idx = int(np.argmax(diff - (atol + rtol * np.abs(r[fin]))))
-        return False, max_abs, max_rel, (f"{name}: {nbad}/{ref.size} elements off, e.g. got "
+        return False, max_abs, max_rel, frac, (f"{name}: {nbad}/{ref.size} elements off, e.g. got "
                                          f"{g[fin][idx]:.6g} expected {r[fin][idx]:.6g}")
-    return True, max_abs, max_rel, ""
+    return True, max_abs, max_rel, frac, ""
 
 
 def write_case(case_dir, path, feeds, out_names, outs):
@@ -284,14 +288,15 @@ def main(argv=None):
             print(f"FAIL {label}  {err}")
             failed += 1
             continue
-        ok, worst_abs, worst_rel, msgs = True, 0.0, 0.0, []
+        ok, worst_abs, worst_rel, worst_frac, msgs = True, 0.0, 0.0, 0.0, []
         for oname, r, g in zip(out_names, ref, got):
-            o_ok, a, rl, msg = compare(oname, r, g, args.rtol, args.atol)
+            o_ok, a, rl, fr, msg = compare(oname, r, g, args.rtol, args.atol)
             ok &= o_ok
             worst_abs, worst_rel = max(worst_abs, a), max(worst_rel, rl)
+            worst_frac = max(worst_frac, fr)
             if msg:
                 msgs.append(msg)
-        stats = (f"max_abs={worst_abs:.3g} max_rel={worst_rel:.3g}  "
+        stats = (f"max_abs={worst_abs:.3g} max_rel={worst_rel:.3g} tol_used={worst_frac:.3g}  "
                  f"ort={ort_ms:.1f}ms keel={keel_ms:.1f}ms(process)")
         if ok:
             print(f"PASS {label}  {stats}")

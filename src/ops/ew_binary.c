@@ -19,13 +19,13 @@
 /* Rows of y = OPX(a, b) with storage types TA/TB/TO, compute types CA/CB, loads/store, wrap type W. */
 #define EW_BIN_ROWS(TA, TB, TO, CA, CB, LDA, LDB, ST, W, OPX)                        \
   do {                                                                              \
-    const TA *A_ = (const TA *)a->data;                                             \
-    const TB *B_ = (const TB *)b->data;                                             \
-    TO *O_ = (TO *)y->data;                                                         \
-    const int64_t n_ = bc.inner;                                                    \
-    const int sa_ = bc.inner_step[0], sb_ = bc.inner_step[1];                       \
+    const TA *A_ = (const TA *)Av;                                                  \
+    const TB *B_ = (const TB *)Bv;                                                  \
+    TO *O_ = (TO *)Ov;                                                              \
+    const int64_t n_ = bcp->inner;                                                  \
+    const int sa_ = bcp->inner_step[0], sb_ = bcp->inner_step[1];                   \
     keel_bcast_iter it_;                                                            \
-    if (keel_bcast_begin(&bc, &it_)) do {                                           \
+    if (keel_bcast_begin(bcp, &it_)) do {                                           \
         const TA *pa = A_ + it_.off[0];                                             \
         const TB *pb = B_ + it_.off[1];                                             \
         TO *po = O_ + it_.out;                                                      \
@@ -53,19 +53,27 @@
           const TO r_ = ST(OPX(CA, W, u, v));                                       \
           for (int64_t i = 0; i < n_; i++) po[i] = r_;                              \
         }                                                                           \
-      } while (keel_bcast_next(&bc, &it_));                                         \
+      } while (keel_bcast_next(bcp, &it_));                                         \
   } while (0)
 
-/* Same dtype in and out. */
-#define EW_SAME(ENUM, T, CT, LD, ST, W, OPX) \
-  case ENUM:                                 \
-    EW_BIN_ROWS(T, T, T, CT, CT, LD, LD, ST, W, OPX); \
+/* Each (op, dtype) pair gets its own row function: one small function per loop nest vectorizes reliably,
+ * where the same loops inlined into one big dispatch function did not (measured 3x slower). */
+#define EW_ROWS_FN(NAME, T, TO, CT, LD, ST, W, OPX)                                      \
+  static void NAME(const keel_bcast *bcp, const void *Av, const void *Bv, void *Ov) {    \
+    EW_BIN_ROWS(T, T, TO, CT, CT, LD, LD, ST, W, OPX);                                   \
+  }
+/* Same dtype in and out: definition, then dispatch case. */
+#define EW_DEF_SAME(ENUM, T, CT, LD, ST, W, OPX) EW_ROWS_FN(same_##OPX##_##ENUM, T, T, CT, LD, ST, W, OPX)
+#define EW_SAME(ENUM, T, CT, LD, ST, W, OPX)             \
+  case ENUM:                                             \
+    same_##OPX##_##ENUM(&bc, a->data, b->data, y->data); \
     break;
 /* Bool out. */
 #define EW_TOBOOL(v) ((uint8_t)((v) != 0))
-#define EW_CMP(ENUM, T, CT, LD, ST, W, OPX) \
-  case ENUM:                                \
-    EW_BIN_ROWS(T, T, uint8_t, CT, CT, LD, LD, EW_TOBOOL, W, OPX); \
+#define EW_DEF_CMP(ENUM, T, CT, LD, ST, W, OPX) EW_ROWS_FN(cmp_##OPX##_##ENUM, T, uint8_t, CT, LD, EW_TOBOOL, W, OPX)
+#define EW_CMP(ENUM, T, CT, LD, ST, W, OPX)             \
+  case ENUM:                                            \
+    cmp_##OPX##_##ENUM(&bc, a->data, b->data, y->data); \
     break;
 
 /* ---- the op expressions ---- */
@@ -103,6 +111,7 @@ static inline int64_t ew_pymod_i(int64_t x, int64_t y) {
 #define MOD_S(T, W, x, y) ((T)ew_pymod_i((x), (y)))
 #define FMOD_S(T, W, x, y) ((y) == 0 || (y) == -1 ? (T)0 : (T)((x) % (y)))
 #define MOD_U(T, W, x, y) ((y) == 0 ? (T)0 : (T)((x) % (y)))
+#define FMOD_U(T, W, x, y) MOD_U(T, W, x, y)
 
 /* Max/Min propagate NaN from either side (as numpy's maximum/minimum). */
 #define MAX_F(T, W, x, y) (((x) > (y) || (x) != (x)) ? (x) : (y))
@@ -160,6 +169,35 @@ static inline int64_t ew_ipow_s(int64_t x, int64_t e) {
       goto bad;                     \
   }                                 \
   break
+
+/* The row functions, mirroring the dispatch in keel_ew_binary (a missing one fails to compile, an extra one
+ * is an unused-function error). */
+#define EW_DEFS3(DEF, F, S, U) EW_FLOAT_TYPES(DEF, F) EW_SINT_TYPES(DEF, S) EW_UINT_TYPES(DEF, U)
+#define EW_DEFS_INT(DEF, I) EW_SINT_TYPES(DEF, I) EW_UINT_TYPES(DEF, I)
+EW_DEFS3(EW_DEF_SAME, ADD_F, ADD_I, ADD_I)
+EW_DEFS3(EW_DEF_SAME, SUB_F, SUB_I, SUB_I)
+EW_DEFS3(EW_DEF_SAME, MUL_F, MUL_I, MUL_I)
+EW_DEFS3(EW_DEF_SAME, DIV_F, DIV_S, DIV_U)
+EW_DEFS3(EW_DEF_SAME, POW_F, POW_S, POW_U)
+EW_DEFS3(EW_DEF_SAME, MOD_F, MOD_S, MOD_U)
+EW_DEFS3(EW_DEF_SAME, FMOD_F, FMOD_S, FMOD_U)
+EW_DEFS3(EW_DEF_SAME, MAX_F, MAX_I, MAX_I)
+EW_DEFS3(EW_DEF_SAME, MIN_F, MIN_I, MIN_I)
+EW_DEFS3(EW_DEF_SAME, PRELU_F, PRELU_S, PRELU_U)
+EW_DEFS_INT(EW_DEF_SAME, BITAND_I)
+EW_DEFS_INT(EW_DEF_SAME, BITOR_I)
+EW_DEFS_INT(EW_DEF_SAME, BITXOR_I)
+EW_UINT_TYPES(EW_DEF_SAME, SHL_U)
+EW_UINT_TYPES(EW_DEF_SAME, SHR_U)
+EW_BOOL_TYPES(EW_DEF_SAME, AND_B)
+EW_BOOL_TYPES(EW_DEF_SAME, OR_B)
+EW_BOOL_TYPES(EW_DEF_SAME, XOR_B)
+EW_DEFS3(EW_DEF_CMP, EQ_X, EQ_X, EQ_X)
+EW_BOOL_TYPES(EW_DEF_CMP, EQ_B)
+EW_DEFS3(EW_DEF_CMP, LT_X, LT_X, LT_X)
+EW_DEFS3(EW_DEF_CMP, LE_X, LE_X, LE_X)
+EW_DEFS3(EW_DEF_CMP, GT_X, GT_X, GT_X)
+EW_DEFS3(EW_DEF_CMP, GE_X, GE_X, GE_X)
 
 /* ---- Pow with mismatched base/exponent dtypes: element loads through double / int64. ---- */
 static inline bool ew_is_float(keel_dtype t) {
@@ -252,7 +290,6 @@ keel_status *keel_ew_binary(ew_binary_op op, const keel_view *a, const keel_view
 
   switch (op) {
     case EW_ADD:
-      /* Same-shape and scalar float32 additions are the hot case; EW_BIN_ROWS covers them as one row. */
       EW_ARITH(EW_SAME, ADD_F, ADD_I, ADD_I);
     case EW_SUB:
       EW_ARITH(EW_SAME, SUB_F, SUB_I, SUB_I);
@@ -272,7 +309,7 @@ keel_status *keel_ew_binary(ew_binary_op op, const keel_view *a, const keel_view
     case EW_MOD:
       EW_ARITH(EW_SAME, MOD_F, MOD_S, MOD_U);
     case EW_FMOD:
-      EW_ARITH(EW_SAME, FMOD_F, FMOD_S, MOD_U);
+      EW_ARITH(EW_SAME, FMOD_F, FMOD_S, FMOD_U);
     case EW_MAX:
       EW_ARITH(EW_SAME, MAX_F, MAX_I, MAX_I);
     case EW_MIN:

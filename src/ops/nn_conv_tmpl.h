@@ -18,10 +18,11 @@ static inline void NN_FN(valid_range)(int64_t off, int64_t s, int64_t in, int64_
   *hi = h;
 }
 
-/* col[(c, kd, kh, kw), (od, oh, ow)] = x[c, od*sd + kd*dd - pd, ...] or 0 in the padding. */
-static void NN_FN(im2col)(const NN_T *x, int64_t C, const nn_window *w, NN_T *col) {
+/* col[(c, kd, kh, kw), j] = x[c, od*sd + kd*dd - pd, ...] (0 in the padding) for the output rows
+ * r = od*OH + oh in [r0, r1), j running over those rows' positions. */
+static void NN_FN(im2col)(const NN_T *x, int64_t C, const nn_window *w, NN_T *col, int64_t r0, int64_t r1) {
   const int64_t ID = w->in[0], IH = w->in[1], IW = w->in[2];
-  const int64_t OD = w->out[0], OH = w->out[1], OW = w->out[2];
+  const int64_t OH = w->out[1], OW = w->out[2];
   const int64_t sw = w->s[2];
   for (int64_t c = 0; c < C; c++) {
     const NN_T *xc = x + c * ID * IH * IW;
@@ -31,28 +32,22 @@ static void NN_FN(im2col)(const NN_T *x, int64_t C, const nn_window *w, NN_T *co
           const int64_t offw = kw * w->d[2] - w->pb[2];
           int64_t lo, hi;
           NN_FN(valid_range)(offw, sw, IW, OW, &lo, &hi);
-          for (int64_t od = 0; od < OD; od++) {
+          for (int64_t r = r0; r < r1; r++, col += OW) {
+            const int64_t od = r / OH, oh = r - od * OH;
             const int64_t id = od * w->s[0] + kd * w->d[0] - w->pb[0];
-            if (id < 0 || id >= ID) {
-              memset(col, 0, (size_t)(OH * OW) * sizeof(NN_T));
-              col += OH * OW;
+            const int64_t ih = oh * w->s[1] + kh * w->d[1] - w->pb[1];
+            if (id < 0 || id >= ID || ih < 0 || ih >= IH) {
+              memset(col, 0, (size_t)OW * sizeof(NN_T));
               continue;
             }
-            for (int64_t oh = 0; oh < OH; oh++, col += OW) {
-              const int64_t ih = oh * w->s[1] + kh * w->d[1] - w->pb[1];
-              if (ih < 0 || ih >= IH) {
-                memset(col, 0, (size_t)OW * sizeof(NN_T));
-                continue;
-              }
-              const NN_T *src = xc + (id * IH + ih) * IW;
-              for (int64_t ow = 0; ow < lo; ow++) col[ow] = 0;
-              if (sw == 1) {
-                memcpy(col + lo, src + lo + offw, (size_t)(hi - lo) * sizeof(NN_T));
-              } else {
-                for (int64_t ow = lo; ow < hi; ow++) col[ow] = src[ow * sw + offw];
-              }
-              for (int64_t ow = hi; ow < OW; ow++) col[ow] = 0;
+            const NN_T *src = xc + (id * IH + ih) * IW;
+            for (int64_t ow = 0; ow < lo; ow++) col[ow] = 0;
+            if (sw == 1) {
+              memcpy(col + lo, src + lo + offw, (size_t)(hi - lo) * sizeof(NN_T));
+            } else {
+              for (int64_t ow = lo; ow < hi; ow++) col[ow] = src[ow * sw + offw];
             }
+            for (int64_t ow = hi; ow < OW; ow++) col[ow] = 0;
           }
         }
   }
@@ -157,13 +152,19 @@ static void NN_FN(conv)(const nn_conv_geom *g, const NN_T *x, const NN_T *wt, co
         NN_FN(fill_bias)(yg, b + grp * g->Mg, g->Mg, P);
         beta = 1;
       }
-      const NN_T *colp = xg;
-      if (!g->pointwise) {
-        NN_FN(im2col)(xg, g->Cg, &g->w3, ws);
-        colp = ws;
+      if (g->pointwise) {
+        NN_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g->Mg, (int)P, (int)K, 1, wg, (int)K, xg, (int)P, beta,
+                yg, (int)P);
+        continue;
       }
-      NN_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g->Mg, (int)P, (int)K, 1, wg, (int)K, colp, (int)P,
-              beta, yg, (int)P);
+      /* im2col a block of output rows at a time so the column buffer stays in cache for the GEMM. */
+      const int64_t OW = g->w3.out[2], rows = g->w3.out[0] * g->w3.out[1];
+      for (int64_t r0 = 0; r0 < rows; r0 += g->chunk_rows) {
+        const int64_t r1 = r0 + g->chunk_rows < rows ? r0 + g->chunk_rows : rows, nc = (r1 - r0) * OW;
+        NN_FN(im2col)(xg, g->Cg, &g->w3, ws, r0, r1);
+        NN_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g->Mg, (int)nc, (int)K, 1, wg, (int)K, ws, (int)nc,
+                beta, yg + r0 * OW, (int)P);
+      }
     }
 }
 

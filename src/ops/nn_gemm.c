@@ -172,7 +172,21 @@ keel_status *nn_gemm_run(const keel_node *n, const keel_view *in, int n_in, keel
         else
           ((double *)Y)[i * N + j] = C ? (double)beta * ((const double *)C)[i * g.c_rs + j * g.c_cs] : 0.0;
       }
-    if (K > 0) {
+    if (K > 0 && M == 1) {
+      /* A single row (a classifier head): GEMV streams B once, where GEMM would pack it. */
+      const int incx = g.ta ? lda : 1;
+      if (f32) {
+        if (g.tb)
+          cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)N, (int)K, alpha, B, ldb, A, incx, 1.0f, Y, 1);
+        else
+          cblas_sgemv(CblasRowMajor, CblasTrans, (int)K, (int)N, alpha, B, ldb, A, incx, 1.0f, Y, 1);
+      } else {
+        if (g.tb)
+          cblas_dgemv(CblasRowMajor, CblasNoTrans, (int)N, (int)K, alpha, B, ldb, A, incx, 1.0, Y, 1);
+        else
+          cblas_dgemv(CblasRowMajor, CblasTrans, (int)K, (int)N, alpha, B, ldb, A, incx, 1.0, Y, 1);
+      }
+    } else if (K > 0) {
       enum CBLAS_TRANSPOSE TA = g.ta ? CblasTrans : CblasNoTrans, TB = g.tb ? CblasTrans : CblasNoTrans;
       if (f32)
         cblas_sgemm(CblasRowMajor, TA, TB, (int)M, (int)N, (int)K, alpha, A, lda, B, ldb, 1.0f, Y, (int)N);
@@ -336,7 +350,10 @@ keel_status *nn_matmul_run(const keel_node *n, const keel_view *in, int n_in, ke
     for (int64_t c = 0; c < calls; c++) {
       const char *Am = A + (size_t)(ao * M * K) * e, *Bm = B + (size_t)(bo * K * N) * e;
       char *Ym = Y + (size_t)(c * rows * N) * e;
-      if (t == KEEL_FLOAT32)
+      if (t == KEEL_FLOAT32 && rows == 1)
+        cblas_sgemv(CblasRowMajor, CblasTrans, (int)K, (int)N, 1.0f, (const float *)Bm, (int)N, (const float *)Am, 1,
+                    g.has_bias ? 1.0f : 0.0f, (float *)Ym, 1);
+      else if (t == KEEL_FLOAT32)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)N, (int)K, 1.0f, (const float *)Am,
                     (int)K, (const float *)Bm, (int)N, g.has_bias ? 1.0f : 0.0f, (float *)Ym, (int)N);
       else if (t == KEEL_FLOAT64)

@@ -72,6 +72,10 @@ size_t nn_convt_workspace(const keel_node *n, const keel_view *in, int n_in, con
 keel_status *nn_convt_run(const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out,
                           keel_exec *ex);
 
+keel_status *nn_convint_infer(const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out);
+keel_status *nn_convint_run(const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out,
+                            keel_exec *ex);
+
 /* ---- nn_gemm.c ---- */
 keel_status *nn_gemm_infer(const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out);
 keel_status *nn_gemm_run(const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out,
@@ -79,6 +83,9 @@ keel_status *nn_gemm_run(const keel_node *n, const keel_view *in, int n_in, keel
 keel_status *nn_matmul_infer(const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out);
 keel_status *nn_matmul_run(const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out,
                            keel_exec *ex);
+keel_status *nn_mmint_infer(const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out);
+keel_status *nn_mmint_run(const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out,
+                          keel_exec *ex);
 
 /* ---- nn_norm.c ---- */
 keel_status *nn_bn_infer(const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out);
@@ -111,6 +118,9 @@ keel_status *nn_lpn_run(const keel_node *n, const keel_view *in, int n_in, keel_
 keel_status *nn_pool_infer(const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out);
 keel_status *nn_pool_run(const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out,
                          keel_exec *ex);
+keel_status *nn_unpool_infer(const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out);
+keel_status *nn_unpool_run(const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out,
+                           keel_exec *ex);
 keel_status *nn_gpool_infer(const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out);
 keel_status *nn_gpool_run(const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out,
                           keel_exec *ex);

@@ -84,7 +84,8 @@ static void NN_FN(pool_rows)(const NN_T *x, NN_T *y, int64_t planes, const nn_wi
             const NN_T *restrict row = xp + ((sd + kd * w->d[0]) * IH + sh + kh * w->d[1]) * IW;
             for (int64_t kw = 0; kw < w->k[2]; kw++) {
               const int64_t off = kw * d2 - w->pb[2];
-              int64_t lo = nn_ceildiv(-off, s2), hi = nn_floordiv(IW - 1 - off, s2) + 1;
+              int64_t lo = s2 == 1 ? -off : nn_ceildiv(-off, s2);
+              int64_t hi = s2 == 1 ? IW - off : nn_floordiv(IW - 1 - off, s2) + 1;
               lo = lo < 0 ? 0 : lo;
               hi = hi > OW ? OW : hi;
               if (avg) {
