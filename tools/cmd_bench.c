@@ -41,6 +41,8 @@ typedef void (*mc_trace_fn)(int on);
 typedef struct mode_acc {
   double *lat, *enq; /* ms per timed call */
   size_t n, cap;
+  double *cyc;       /* ms per call of the caller's loop: call + release (inflight 1), or between completions */
+  size_t ncyc;
   double busy_s;     /* seconds this thread spent on this mode's calls (incl. releasing outputs) */
   unsigned long long libc[4]; /* malloc_count deltas charged to this mode (one caller thread only) */
   uint64_t faults;   /* page-fault deltas charged to this mode (one caller thread only) */
@@ -108,7 +110,7 @@ static const char *const usage_text =
     "usage: keel bench MODEL [--shape NAME=DIMS]... [--outputs fresh|preallocated|persistent|all]\n"
     "                  [--iterations N] [--duration S] [--warmup S] [--threads N] [--device cpu|sim]\n"
     "                  [--inflight K] [--sim-alloc-us X] [--sim-free-us X] [--json FILE]\n"
-    "                  [--progress | --no-progress]\n"
+    "                  [--sync] [--progress | --no-progress]\n"
     "\n"
     "  --shape NAME=DIMS   input shape, e.g. data=1x3x224x224 (symbolic dims default to 1)\n"
     "  --outputs MODE      output mode to measure; all (default) interleaves the three round-robin\n"
@@ -119,6 +121,7 @@ static const char *const usage_text =
     "  --device cpu|sim    cpu (default) or the simulated accelerator (allocations cost like cudaMalloc)\n"
     "  --inflight K        keep K calls submitted per module (throughput mode; default 1)\n"
     "  --sim-alloc-us X    simulated device allocation cost (default 30 us); --sim-free-us likewise (10 us)\n"
+    "  --sync              cpu: compute on the calling thread (module option async = 0) instead of the stream\n"
     "  --json FILE         also write the results as JSON\n"
     "  --progress          progress line on stderr (default: when stderr is a terminal)\n"
     "\n"
@@ -128,7 +131,7 @@ static const char *const usage_text =
 static int bad_arg(const char *fmt, const char *a) {
   fprintf(stderr, "keel bench: ");
   fprintf(stderr, fmt, a);
-  fprintf(stderr, "\n%s", usage_text);
+  fprintf(stderr, "\n(keel bench --help shows the options)\n");
   return 2;
 }
 
@@ -150,6 +153,14 @@ static bool parse_int(const char *s, long long lo, long long hi, long long *out)
   return true;
 }
 
+static bool is_value_option(const char *a) {
+  static const char *const names[] = {"--shape",   "--outputs", "--iterations",   "--duration",    "--warmup", "--threads",
+                                      "--inflight", "--device", "--sim-alloc-us", "--sim-free-us", "--json"};
+  for (size_t i = 0; i < sizeof names / sizeof *names; i++)
+    if (!strcmp(a, names[i])) return true;
+  return false;
+}
+
 /* ---- one caller thread ---------------------------------------------------------------------------------- */
 
 static void fail(worker *w, keel_status *s) {
@@ -159,7 +170,7 @@ static void fail(worker *w, keel_status *s) {
 }
 
 /* Keeps one sample; false only when growing the sample arrays failed. */
-static bool record(mode_acc *a, double lat_ms, double enq_ms) {
+static bool record(mode_acc *a, double lat_ms, double enq_ms, double cyc_ms) {
   if (a->n == a->cap) {
     /* outside every measured window: only the harness's own bookkeeping (rare: sized from the warm-up) */
     size_t cap = a->cap ? a->cap * 2 : 1024;
@@ -169,11 +180,15 @@ static bool record(mode_acc *a, double lat_ms, double enq_ms) {
     double *e = realloc(a->enq, cap * sizeof *e);
     if (!e) return false;
     a->enq = e;
+    double *c = realloc(a->cyc, cap * sizeof *c);
+    if (!c) return false;
+    a->cyc = c;
     a->cap = cap;
   }
   a->lat[a->n] = lat_ms;
   a->enq[a->n] = enq_ms;
   a->n++;
+  if (cyc_ms >= 0) a->cyc[a->ncyc++] = cyc_ms;
   return true;
 }
 
@@ -215,7 +230,7 @@ static keel_status *one_call(worker *w, int mi, bool timed) {
   if (timed) {
     a->busy_s += t3 - t0;
     atomic_fetch_add_explicit(&w->done, 1, memory_order_relaxed);
-    if (!record(a, (t2 - t0) * 1e3, (t1 - t0) * 1e3))
+    if (!record(a, (t2 - t0) * 1e3, (t1 - t0) * 1e3, (t3 - t0) * 1e3))
       return keel_error(KEEL_OUT_OF_MEMORY, "out of memory keeping latency samples");
   }
   return NULL;
@@ -237,6 +252,7 @@ static keel_status *inflight_phase(worker *w, int mi, double slice_s, long long 
   }
   keel_status *s = NULL;
   int head = 0, live = 0; /* ring[head] is the oldest call in flight */
+  double prev_done = -1;   /* completion time of the previous call in this phase */
   long long submitted = 0;
   *calls = 0;
   double start = now_s(), end = start + slice_s;
@@ -268,9 +284,12 @@ static keel_status *inflight_phase(worker *w, int mi, double slice_s, long long 
       (*calls)++;
       if (timed) {
         atomic_fetch_add_explicit(&w->done, 1, memory_order_relaxed);
-        if (!record(a, (t2 - w->ring_t0[head]) * 1e3, w->ring_t0[head + K]) && !s) s = keel_error(KEEL_OUT_OF_MEMORY, "out of memory keeping latency samples");
+        double cyc = prev_done >= 0 ? (t2 - prev_done) * 1e3 : -1;
+        if (!record(a, (t2 - w->ring_t0[head]) * 1e3, w->ring_t0[head + K], cyc) && !s)
+          s = keel_error(KEEL_OUT_OF_MEMORY, "out of memory keeping latency samples");
       }
     }
+    prev_done = t2;
     w->ring[head] = NULL;
     head = (head + 1) % K;
     live--;
@@ -296,12 +315,15 @@ static void warmup(worker *w) {
   bench *b = w->b;
   double start = now_s();
   long long calls[MAX_MODES] = {0};
+  unsigned turn = 0;
   for (;;) {
     bool enough = now_s() - start >= b->warmup_s;
     for (int mi = 0; mi < b->n_modes; mi++)
       if (calls[mi] < 10) enough = false;
     if (enough || atomic_load(&b->failed)) break;
-    for (int mi = 0; mi < b->n_modes && !atomic_load(&b->failed); mi++) {
+    turn++;
+    for (int j = 0; j < b->n_modes && !atomic_load(&b->failed); j++) {
+      int mi = (int)((j + turn) % b->n_modes); /* rotate who goes first: no mode always follows another */
       keel_status *s;
       if (b->inflight == 1) {
         s = one_call(w, mi, false);
@@ -328,7 +350,8 @@ static void warmup(worker *w) {
     a->cap = (size_t)want;
     a->lat = malloc(a->cap * sizeof *a->lat);
     a->enq = malloc(a->cap * sizeof *a->enq);
-    if (!a->lat || !a->enq) {
+    a->cyc = malloc(a->cap * sizeof *a->cyc);
+    if (!a->lat || !a->enq || !a->cyc) {
       fail(w, NULL);
       a->cap = 0;
     }
@@ -339,6 +362,7 @@ static void timed(worker *w) {
   bench *b = w->b;
   long long share = b->iterations ? (b->iterations + b->threads - 1) / b->threads : 0;
   long long calls[MAX_MODES] = {0};
+  unsigned turn = 0;
   for (int mi = 0; mi < b->n_modes; mi++) keel_module_get_stats(w->mod[mi], &w->acc[mi].before);
   double start = b->timed_start;
   double slice = slice_seconds(b);
@@ -349,7 +373,9 @@ static void timed(worker *w) {
     for (int mi = 0; mi < b->n_modes; mi++)
       if (calls[mi] < share) all_done = false;
     if (time_up || all_done) break;
-    for (int mi = 0; mi < b->n_modes; mi++) {
+    turn++;
+    for (int j = 0; j < b->n_modes; j++) {
+      int mi = (int)((j + turn) % b->n_modes); /* rotate who goes first: no mode always follows another */
       if (share && calls[mi] >= share) continue;
       keel_status *s;
       if (b->inflight == 1) {
@@ -434,6 +460,7 @@ typedef struct summary {
   double min, mean, median, p90, p95, p99, max;
   double enq_mean, enq_median, enq_p99;
   double qps;
+  double qps_median; /* from the median time per call of each caller: robust to preemption by other work */
   double allocs, frees, bytes, faults; /* per call */
   double libc[4];                      /* per call; valid when libc_exact */
   bool libc_exact, faults_exact;
@@ -451,6 +478,25 @@ static void summarize(bench *b, worker *ws, int mi, summary *out, double *merged
     memcpy(merged_enq + n, a->enq, a->n * sizeof *a->enq);
     n += a->n;
     if (a->busy_s > 0) out->qps += (double)a->n / a->busy_s; /* each caller's rate, summed */
+    if (a->ncyc) {
+      /* Median of the mean time per call over blocks of BLOCK consecutive calls: a block hit by preemption
+       * is an outlier the median ignores, while within a block bursts of completions (inflight K) average
+       * out. Few calls: plain median. */
+      enum { BLOCK = 16 };
+      size_t nb = a->ncyc / BLOCK;
+      if (nb >= 3) {
+        for (size_t k = 0; k < nb; k++) {
+          double sum_b = 0;
+          for (size_t j = 0; j < BLOCK; j++) sum_b += a->cyc[k * BLOCK + j];
+          a->cyc[k] = sum_b / BLOCK; /* in place: block k reads entries >= k * BLOCK >= k */
+        }
+      } else {
+        nb = a->ncyc;
+      }
+      qsort(a->cyc, nb, sizeof *a->cyc, cmp_double);
+      double med = percentile(a->cyc, nb, 50);
+      if (med > 0) out->qps_median += 1e3 / med;
+    }
     out->allocs += (double)(a->after.system_allocations - a->before.system_allocations);
     out->frees += (double)(a->after.system_frees - a->before.system_frees);
     out->bytes += (double)(a->after.bytes_allocated - a->before.bytes_allocated);
@@ -509,24 +555,19 @@ static void json_num(FILE *f, double v) {
   else fprintf(f, "%.6g", v);
 }
 
-static int write_json(const char *path, bench *b, const summary *sm, double region_libc, double region_faults,
-                      bool have_region) {
-  FILE *f = fopen(path, "w");
-  if (!f) {
-    fprintf(stderr, "keel bench: cannot write %s: %s\n", path, strerror(errno));
-    return 1;
-  }
+static int write_json(FILE *f, const char *path, bench *b, const summary *sm, double region_libc,
+                      double region_faults, bool have_region) {
   fprintf(f, "{\"model\": ");
   json_string(f, b->model);
-  fprintf(f, ", \"device\": \"%s\", \"threads\": %d, \"inflight\": %d", b->opt.device == KEEL_DEVICE_SIM ? "sim" : "cpu",
-          b->threads, b->inflight);
+  fprintf(f, ", \"device\": \"%s\", \"threads\": %d, \"inflight\": %d, \"model_outputs\": %zu",
+          b->opt.device == KEEL_DEVICE_SIM ? "sim" : "cpu", b->threads, b->inflight, b->n_out);
   if (b->opt.device == KEEL_DEVICE_SIM) {
     fprintf(f, ", \"sim_alloc_us\": ");
     json_num(f, b->opt.sim_alloc_delay_us);
     fprintf(f, ", \"sim_free_us\": ");
     json_num(f, b->opt.sim_free_delay_us);
   }
-  fprintf(f, ", \"warmup_s\": ");
+  fprintf(f, ", \"async\": %s, \"warmup_s\": ", b->opt.async ? "true" : "false");
   json_num(f, b->warmup_s);
   fprintf(f, ", \"interleaved\": %s", b->n_modes > 1 ? "true" : "false");
   fprintf(f, ", \"malloc_count\": %s", b->mc_get ? "true" : "false");
@@ -556,6 +597,8 @@ static int write_json(const char *path, bench *b, const summary *sm, double regi
     json_num(f, s->enq_p99);
     fprintf(f, "}, \"throughput_qps\": ");
     json_num(f, s->qps);
+    fprintf(f, ", \"throughput_qps_from_median\": ");
+    json_num(f, s->qps_median);
     fprintf(f, ", \"allocations_per_call\": ");
     json_num(f, s->allocs);
     fprintf(f, ", \"frees_per_call\": ");
@@ -588,6 +631,8 @@ static int write_json(const char *path, bench *b, const summary *sm, double regi
       json_num(f, sm[mi].median / sm[0].median);
       fprintf(f, ", \"throughput\": ");
       json_num(f, sm[mi].qps / sm[0].qps);
+      fprintf(f, ", \"throughput_from_median\": ");
+      json_num(f, sm[0].qps_median > 0 ? sm[mi].qps_median / sm[0].qps_median : NAN);
       fprintf(f, "}");
     }
     fprintf(f, "}");
@@ -633,6 +678,7 @@ int keel_cmd_bench(int argc, char **argv) {
   for (int i = 0; i < 3; i++) b->modes[i] = i;
   const char *json = NULL;
   int progress = -1;
+  bool sync_calls = false;
   double sim_alloc = -1, sim_free = -1;
   const char *device_arg = "cpu";
   for (int i = 1; i < argc; i++) {
@@ -642,11 +688,13 @@ int keel_cmd_bench(int argc, char **argv) {
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
       printf("%s", usage_text);
       return 0;
+    } else if (!strcmp(a, "--sync")) {
+      sync_calls = true;
     } else if (!strcmp(a, "--progress")) {
       progress = 1;
     } else if (!strcmp(a, "--no-progress")) {
       progress = 0;
-    } else if (a[0] == '-' && a[1] == '-' && !v) {
+    } else if (is_value_option(a) && !v) {
       return bad_arg("option '%s' needs a value", a);
     } else if (!strcmp(a, "--shape")) {
       i++;
@@ -716,11 +764,25 @@ int keel_cmd_bench(int argc, char **argv) {
     return bad_arg("--sim-alloc-us and --sim-free-us need --device sim (device is %s)", device_arg);
   if (sim_alloc >= 0) b->opt.sim_alloc_delay_us = sim_alloc;
   if (sim_free >= 0) b->opt.sim_free_delay_us = sim_free;
+  if (sync_calls && b->opt.device != KEEL_DEVICE_CPU)
+    return bad_arg("--sync is for --device cpu (a device always computes on its stream; device is %s)", device_arg);
+  if (sync_calls && b->inflight > 1)
+    return bad_arg("%s", "--sync computes on the calling thread: it cannot keep several calls in flight (--inflight)");
+  if (sync_calls) b->opt.async = 0;
   b->opt.max_inflight = b->inflight;
   b->progress = progress < 0 ? isatty(2) : progress;
 
+  /* Opened now so a bad path fails before a long run, not after it. */
+  FILE *json_f = NULL;
+  if (json && !(json_f = fopen(json, "w"))) {
+    fprintf(stderr, "keel bench: cannot write %s: %s\n", json, strerror(errno));
+    return 1;
+  }
   keel_status *s = keel_engine_load_file(b->model, NULL, &b->engine);
-  if (s) return cli_fail("cannot load model", s);
+  if (s) {
+    if (json_f) fclose(json_f);
+    return cli_fail("cannot load model", s);
+  }
   b->n_in = keel_engine_input_count(b->engine);
   b->n_out = keel_engine_output_count(b->engine);
   for (int k = 0; k < b->n_shapes; k++) {
@@ -738,6 +800,7 @@ int keel_cmd_bench(int argc, char **argv) {
       }
       fprintf(stderr, ")\n");
       keel_engine_release(b->engine);
+      if (json_f) fclose(json_f);
       return 2;
     }
   }
@@ -752,7 +815,8 @@ int keel_cmd_bench(int argc, char **argv) {
   if (b->opt.device == KEEL_DEVICE_SIM)
     printf(" (allocation %.1f us, free %.1f us, copies %.0f GB/s)", b->opt.sim_alloc_delay_us,
            b->opt.sim_free_delay_us, b->opt.sim_copy_gbps);
-  printf(", caller threads %d, inflight %d, warm-up %.2f s, ", b->threads, b->inflight, b->warmup_s);
+  printf("%s, caller threads %d, inflight %d, warm-up %.2f s, ", b->opt.async ? "" : " (sync: no stream)",
+         b->threads, b->inflight, b->warmup_s);
   if (b->iterations) printf("%lld calls per mode", b->iterations);
   if (b->iterations && b->duration_given) printf(" or ");
   if (!b->iterations || b->duration_given) printf("%.2f s", b->duration_s);
@@ -774,6 +838,7 @@ int keel_cmd_bench(int argc, char **argv) {
 
   worker *ws = calloc((size_t)b->threads, sizeof *ws);
   if (!ws) {
+    if (json_f) fclose(json_f);
     keel_engine_release(b->engine);
     fprintf(stderr, "keel bench: out of memory\n");
     return 1;
@@ -852,23 +917,25 @@ int keel_cmd_bench(int argc, char **argv) {
   double region_faults = total ? (double)(pf1 - pf0) / (double)total : 0;
   if (!rc) {
     printf("\ntimed: %.2f s, %zu calls\n", region_s, total);
-    printf("%-13s %8s %10s | %9s %9s %9s %9s %9s %9s %9s | %9s | %7s %9s %7s", "outputs", "calls", "qps", "min ms",
-           "mean", "median", "p90", "p95", "p99", "max", "enqueue", "allocs", "bytes", "faults");
+    printf("%-13s %8s %10s %10s | %9s %9s %9s %9s %9s %9s %9s | %9s %9s | %7s %9s %7s", "outputs", "calls", "qps",
+           "qps(med)", "min ms", "mean", "median", "p90", "p95", "p99", "max", "enq mean", "enq med", "allocs", "bytes", "faults");
     if (b->mc_get) printf(" %7s", "libc");
     printf("\n");
     for (int mi = 0; mi < b->n_modes; mi++) {
       summary *m = &sm[mi];
       char c[9][24];
-      double v[9] = {m->min, m->mean, m->median, m->p90, m->p95, m->p99, m->max, m->enq_mean, 0};
-      for (int i = 0; i < 8; i++) fmt_ms(c[i], sizeof c[i], v[i]);
-      printf("%-13s %8zu %10.1f | %9s %9s %9s %9s %9s %9s %9s | %9s | %7.3f %9.0f %7.3f", m->name, m->calls, m->qps,
-             c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], m->allocs, m->bytes,
+      double v[9] = {m->min, m->mean, m->median, m->p90, m->p95, m->p99, m->max, m->enq_mean, m->enq_median};
+      for (int i = 0; i < 9; i++) fmt_ms(c[i], sizeof c[i], v[i]);
+      printf("%-13s %8zu %10.1f %10.1f | %9s %9s %9s %9s %9s %9s %9s | %9s %9s | %7.3f %9.0f %7.3f", m->name,
+             m->calls, m->qps, m->qps_median, c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], m->allocs, m->bytes,
              m->faults_exact ? m->faults : region_faults);
       if (b->mc_get) printf(" %7.3f", m->libc_exact ? m->libc[0] : region_libc);
       printf("\n");
     }
-    printf("(latency: submit to wait-return, ms; enqueue: mean time for keel_module_submit to return, ms;\n"
-           " qps: calls per second of each caller's time in that mode, summed over callers; per call: allocs =\n"
+    printf("(latency: submit to wait-return, ms; enq: time for keel_module_submit to return, ms;\n"
+           " qps: calls per second of each caller's time in that mode, summed over callers; qps(med): the same from\n"
+           " the median over blocks of 16 calls of the time per call (inflight 1: call + release; inflight K:\n"
+           " between completions), which preemption by other processes does not skew; per call: allocs =\n"
            " system allocations keel made (keel_module_get_stats), bytes = bytes they asked for, faults = page\n"
            " faults (getrusage)%s)\n",
            b->mc_get ? ", libc = malloc-family calls in the whole process (libkeel_malloc_count.so)" : "");
@@ -884,12 +951,15 @@ int keel_cmd_bench(int argc, char **argv) {
     if (b->n_modes > 1 && sm[0].calls && sm[0].median > 0 && sm[0].qps > 0) {
       printf("relative to fresh:");
       for (int mi = 1; mi < b->n_modes; mi++)
-        printf("  %s median latency %.3fx (%+.1f%%), throughput %.3fx (%+.1f%%)%s", sm[mi].name,
+        printf("\n  %-13s median latency %.3fx (%+.1f%%), throughput %.3fx (%+.1f%%), qps(med) %.3fx", sm[mi].name,
                sm[mi].median / sm[0].median, (sm[mi].median / sm[0].median - 1) * 100, sm[mi].qps / sm[0].qps,
-               (sm[mi].qps / sm[0].qps - 1) * 100, mi + 1 < b->n_modes ? ";" : "");
+               (sm[mi].qps / sm[0].qps - 1) * 100, sm[0].qps_median > 0 ? sm[mi].qps_median / sm[0].qps_median : 0);
       printf("\n");
     }
-    if (json) rc = write_json(json, b, sm, region_libc, region_faults, true);
+    if (json_f) {
+      rc = write_json(json_f, json, b, sm, region_libc, region_faults, true);
+      json_f = NULL;
+    }
   }
 
   for (int t = 0; t < b->threads; t++) {
@@ -898,6 +968,7 @@ int keel_cmd_bench(int argc, char **argv) {
       keel_module_destroy(w->mod[mi]);
       free(w->acc[mi].lat);
       free(w->acc[mi].enq);
+      free(w->acc[mi].cyc);
     }
     for (size_t i = 0; w->inputs && i < b->n_in; i++) keel_tensor_release(w->inputs[i]);
     release_outputs(w);
@@ -907,6 +978,7 @@ int keel_cmd_bench(int argc, char **argv) {
     free(w->ring_t0);
   }
   free(ws);
+  if (json_f) fclose(json_f); /* a failed run leaves it empty */
   keel_engine_release(b->engine);
   return rc;
 }

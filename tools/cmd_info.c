@@ -99,8 +99,11 @@ int keel_cmd_info(int argc, char **argv) {
     if (off >= sizeof shapes_txt) off = sizeof shapes_txt - 1;
   }
   keel_plan *p = NULL;
-  s = iv && gen ? keel_engine_plan(e, iv, (int)n_in, &p) : NULL;
-  if (s) {
+  bool interp = false;
+  s = iv && gen ? keel_engine_plan(e, iv, (int)n_in, &p, &interp) : NULL;
+  if (interp) {
+    printf("plan (%s): none: the model runs in the interpreter (control flow or data-dependent shapes)\n", shapes_txt);
+  } else if (s) {
     printf("plan (%s): not available: %s\n", shapes_txt, keel_status_message(s));
     keel_status_free(s);
   } else if (p) {

@@ -167,7 +167,7 @@ keel_status *keel_graph_toposort(keel_graph *g) {
       if (v < 0) continue;
       keel_value *val = &g->values[v];
       if (producer[v] >= 0) pending[i]++;
-      else if (!val->constant && !val->is_input) {
+      else if (!val->constant && !val->is_input && !val->is_outer) {
         err = keel_error(KEEL_INVALID_MODEL, "%s reads '%s', which no node produces and is neither a graph input nor an initializer",
                          keel_node_desc(n), val->name);
         goto out;

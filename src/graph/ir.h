@@ -65,6 +65,7 @@ typedef struct keel_value {
   int producer;                   /* node index, or -1 for graph inputs and constants */
   bool is_input;                  /* a graph input the caller feeds */
   bool is_output;                 /* a graph output */
+  bool is_outer;                  /* subgraphs only: a value of an enclosing graph, read by name */
 } keel_value;
 
 typedef struct keel_node {
@@ -74,6 +75,9 @@ typedef struct keel_node {
   int opset;     /* opset version of the node's domain, from the model's opset imports */
   int n_inputs;
   int *inputs;   /* value indices; -1 for an omitted optional input */
+  /* The last n_implicit_inputs of inputs[] are not ONNX inputs: they are values of this graph that the
+   * node's subgraphs read by name (outer scope), listed so lifetimes and dead-node removal see them. */
+  int n_implicit_inputs;
   int n_outputs;
   int *outputs;  /* value indices; -1 for an omitted optional output */
   int n_attrs;

@@ -55,7 +55,7 @@ keel_status *keel_pass_fold_constants(keel_graph *g) {
   keel_view in[64], out[16];
   for (int i = 0; i < g->n_nodes; i++) {
     keel_node *n = &g->nodes[i];
-    if (n->dead || n->n_inputs > 64 || n->n_outputs > 16 || n->n_inputs == 0) continue;
+    if (n->dead || n->n_inputs > 64 || n->n_outputs > 16 || n->n_inputs == 0 || !n->op->run) continue;
     bool all_const = true;
     for (int k = 0; k < n->n_inputs; k++) {
       int v = n->inputs[k];
@@ -71,7 +71,12 @@ keel_status *keel_pass_fold_constants(keel_graph *g) {
     }
     if (!all_const) continue;
     memset(out, 0, sizeof out);
+    keel_tls_needs_value = false;
     keel_status *s = n->op->infer(n, in, n->n_inputs, out, n->n_outputs);
+    if (s && keel_tls_needs_value) { /* left for plan time or the interpreter */
+      keel_status_free(s);
+      continue;
+    }
     if (s) return keel_error_prefix(s, "%s: ", keel_node_desc(n));
     size_t total = 0;
     bool ok = true;
@@ -246,6 +251,9 @@ static bool fuse_bias(keel_graph *g, int mi) {
 static bool fuse_activation(keel_graph *g, int pi) {
   keel_node *p = &g->nodes[pi];
   if (p->act != KEEL_ACT_NONE || p->n_outputs < 1 || p->outputs[0] < 0) return false;
+  /* Activations are float math: fuse only where the weights say the op computes in float32. */
+  const keel_tensor *w = const_input(g, p, 1);
+  if (!w || w->dtype != KEEL_FLOAT32) return false;
   int ai = sole_consumer(g, p->outputs[0]);
   if (ai < 0) return false;
   keel_node *a = &g->nodes[ai];

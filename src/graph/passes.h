@@ -9,6 +9,9 @@
 /* Resolve every node's operator definition; an unsupported operator is an error naming it, its opset and
  * the node. */
 keel_status *keel_pass_resolve_ops(keel_graph *g);
+/* Resolve and sort subgraphs, and add the values they read from enclosing graphs as implicit inputs of
+ * their nodes (graph/subgraphs.c). */
+keel_status *keel_pass_prepare_subgraphs(keel_graph *g);
 /* Run nodes whose inputs are all constants and replace their outputs by constants. */
 keel_status *keel_pass_fold_constants(keel_graph *g);
 /* Conv+BatchNormalization into Conv; Conv/Gemm/MatMul + activation; MatMul + bias Add. */

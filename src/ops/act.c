@@ -4,11 +4,6 @@
 
 #include <math.h>
 
-/* -O2 vectorizes only with GCC's 'very-cheap' cost model, which leaves these runtime-length loops scalar. */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__OPTIMIZE__)
-#pragma GCC optimize("tree-vectorize", "vect-cost-model=dynamic")
-#endif
-
 void keel_act_apply_f32(float *p, size_t n, keel_act act, float alpha, float beta) {
   switch (act) {
     case KEEL_ACT_NONE:

@@ -207,8 +207,8 @@ static inline double ew_load_f64(keel_dtype t, const void *p, int64_t i) {
   switch (t) {
     case KEEL_FLOAT32: return ((const float *)p)[i];
     case KEEL_FLOAT64: return ((const double *)p)[i];
-    case KEEL_FLOAT16: return keel_half_to_float(((const uint16_t *)p)[i]);
-    case KEEL_BFLOAT16: return keel_bfloat16_to_float(((const uint16_t *)p)[i]);
+    case KEEL_FLOAT16: return ew_h2f(((const uint16_t *)p)[i]);
+    case KEEL_BFLOAT16: return ew_bf2f(((const uint16_t *)p)[i]);
     case KEEL_INT8: return ((const int8_t *)p)[i];
     case KEEL_INT16: return ((const int16_t *)p)[i];
     case KEEL_INT32: return ((const int32_t *)p)[i];
@@ -256,8 +256,8 @@ static keel_status *pow_mixed(const keel_bcast *bcp, const keel_view *a, const k
       switch (ta) {
         case KEEL_FLOAT32: ((float *)y->data)[io] = (float)r; break;
         case KEEL_FLOAT64: ((double *)y->data)[io] = r; break;
-        case KEEL_FLOAT16: ((uint16_t *)y->data)[io] = keel_float_to_half((float)r); break;
-        case KEEL_BFLOAT16: ((uint16_t *)y->data)[io] = keel_float_to_bfloat16((float)r); break;
+        case KEEL_FLOAT16: ((uint16_t *)y->data)[io] = ew_f2h((float)r); break;
+        case KEEL_BFLOAT16: ((uint16_t *)y->data)[io] = ew_f2bf((float)r); break;
         case KEEL_INT32: ((int32_t *)y->data)[io] = EW_F2I(int32_t, r); break;
         case KEEL_INT64: ((int64_t *)y->data)[io] = EW_F2I(int64_t, r); break;
         default: break;
@@ -417,12 +417,12 @@ void keel_ew_scale(keel_view *y, double s) {
     }
     case KEEL_FLOAT16: {
       uint16_t *p = y->data;
-      for (int64_t i = 0; i < n; i++) p[i] = keel_float_to_half(keel_half_to_float(p[i]) * (float)s);
+      for (int64_t i = 0; i < n; i++) p[i] = ew_f2h(ew_h2f(p[i]) * (float)s);
       break;
     }
     case KEEL_BFLOAT16: {
       uint16_t *p = y->data;
-      for (int64_t i = 0; i < n; i++) p[i] = keel_float_to_bfloat16(keel_bfloat16_to_float(p[i]) * (float)s);
+      for (int64_t i = 0; i < n; i++) p[i] = ew_f2bf(ew_bf2f(p[i]) * (float)s);
       break;
     }
     default:

@@ -17,6 +17,12 @@ const keel_op_def keel_ops_nn[] = {
     D("Gemm", 7, 10, nn_gemm_infer, nn_gemm_run, NULL),
     D("Gemm", 11, M, nn_gemm_infer, nn_gemm_run, NULL),
     D("MatMul", 1, M, nn_matmul_infer, nn_matmul_run, NULL),
+    /* Quantized integer forms (opset 10): int32 out of 8-bit inputs minus zero points. */
+    D("MatMulInteger", 10, M, nn_mmint_infer, nn_mmint_run, NULL),
+    D("ConvInteger", 10, M, nn_convint_infer, nn_convint_run, NULL),
+    /* QLinear forms (opset 10; 21 adds float16 scales): requantized 8-bit output. */
+    D("QLinearMatMul", 10, M, nn_qmm_infer, nn_qmm_run, NULL),
+    D("QLinearConv", 10, M, nn_qconv_infer, nn_qconv_run, NULL),
     /* BatchNormalization: <9 has 'spatial' (0: per-activation parameters), 14+ has training_mode. */
     D("BatchNormalization", 1, 8, nn_bn_infer, nn_bn_run, nn_bn_workspace),
     D("BatchNormalization", 9, 13, nn_bn_infer, nn_bn_run, nn_bn_workspace),
@@ -37,6 +43,8 @@ const keel_op_def keel_ops_nn[] = {
     /* LpPool / GlobalLpPool: p is a float in opset 1, an int from 2; 18 adds ceil_mode and dilations. */
     D("LpPool", 1, 1, nn_pool_infer, nn_pool_run, NULL),
     D("LpPool", 2, M, nn_pool_infer, nn_pool_run, NULL),
+    /* MaxUnpool 9; 11 only clarified the output_shape semantics. */
+    D("MaxUnpool", 9, M, nn_unpool_infer, nn_unpool_run, NULL),
     D("GlobalAveragePool", 1, M, nn_gpool_infer, nn_gpool_run, NULL),
     D("GlobalMaxPool", 1, M, nn_gpool_infer, nn_gpool_run, NULL),
     D("GlobalLpPool", 1, 1, nn_gpool_infer, nn_gpool_run, NULL),

@@ -2,6 +2,7 @@
  * 1x1 stride-1 unpadded convolutions multiply straight from the input; depthwise convolutions accumulate
  * kernel taps directly. The fused activation (node->act) is applied to the output at the end. */
 #include <limits.h>
+#include <math.h>
 #include <string.h>
 
 #include <cblas.h>
@@ -389,24 +390,46 @@ keel_status *nn_convint_infer(const keel_node *n, const keel_view *in, int n_in,
   return NULL;
 }
 
-keel_status *nn_convint_run(const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out,
-                            keel_exec *ex) {
-  nn_conv_geom g;
-  KEEL_TRY(conv_geom(n, in, n_in, &g, true));
-  const keel_view *x = &in[0], *w = &in[1];
-  const nn_window *wn = &g.w3;
-  const int32_t xz = nn_has(in, n_in, 2) ? q8_at(&in[2], 0) : 0;
-  const bool wz_per = nn_has(in, n_in, 3) && keel_view_numel(&in[3]) > 1;
-  uint32_t *y = out[0].data; /* unsigned: sums wrap instead of overflowing */
-  for (int64_t b = 0; b < g.N; b++)
-    for (int64_t oc = 0; oc < g.M; oc++) {
-      const int32_t wz = nn_has(in, n_in, 3) ? q8_at(&in[3], wz_per ? oc : 0) : 0;
-      const int64_t xbase = (b * g.C + (oc / g.Mg) * g.Cg) * g.in_prod, wbase = oc * g.Cg * g.kprod;
+/* Requantization parameters of QLinearConv / QLinearMatMul: y = saturate(round(acc * scale[c]) + zp). */
+typedef struct nn_requant {
+  const keel_view *in_scale, *w_scale, *y_scale, *y_zp;
+} nn_requant;
+
+static inline float scale_at(const keel_view *v, int64_t i) {
+  if (keel_view_numel(v) == 1) i = 0;
+  switch (v->dtype) {
+    case KEEL_FLOAT16: return keel_half_to_float(((const uint16_t *)v->data)[i]);
+    case KEEL_BFLOAT16: return keel_bfloat16_to_float(((const uint16_t *)v->data)[i]);
+    default: return ((const float *)v->data)[i];
+  }
+}
+
+static inline void requant_store(const keel_view *y, int64_t i, int32_t acc, float scale, int32_t zp) {
+  float v = nearbyintf((float)acc * scale) + (float)zp;
+  if (y->dtype == KEEL_UINT8)
+    ((uint8_t *)y->data)[i] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+  else
+    ((int8_t *)y->data)[i] = (int8_t)(v < -128 ? -128 : v > 127 ? 127 : v);
+}
+
+/* Direct integer convolution; rq == NULL stores int32 accumulators (ConvInteger). */
+static void convq_core(const nn_conv_geom *g, const keel_view *x, const keel_view *w, int32_t xz, const keel_view *wzp,
+                       const keel_view *bias, const nn_requant *rq, const keel_view *y) {
+  const nn_window *wn = &g->w3;
+  const bool wz_per = wzp && keel_view_numel(wzp) > 1;
+  const int32_t yz = rq ? q8_at(rq->y_zp, 0) : 0;
+  int64_t yi = 0;
+  for (int64_t b = 0; b < g->N; b++)
+    for (int64_t oc = 0; oc < g->M; oc++) {
+      const int32_t wz = wzp ? q8_at(wzp, wz_per ? oc : 0) : 0;
+      const int32_t bv = bias ? ((const int32_t *)bias->data)[oc] : 0;
+      const float sc = rq ? scale_at(rq->in_scale, 0) * scale_at(rq->w_scale, oc) / scale_at(rq->y_scale, 0) : 0;
+      const int64_t xbase = (b * g->C + (oc / g->Mg) * g->Cg) * g->in_prod, wbase = oc * g->Cg * g->kprod;
       for (int64_t od = 0; od < wn->out[0]; od++)
         for (int64_t oh = 0; oh < wn->out[1]; oh++)
-          for (int64_t ow = 0; ow < wn->out[2]; ow++) {
-            uint32_t acc = 0;
-            for (int64_t c = 0; c < g.Cg; c++)
+          for (int64_t ow = 0; ow < wn->out[2]; ow++, yi++) {
+            uint32_t acc = (uint32_t)bv; /* unsigned: sums wrap instead of overflowing */
+            for (int64_t c = 0; c < g->Cg; c++)
               for (int64_t kd = 0; kd < wn->k[0]; kd++) {
                 const int64_t id = od * wn->s[0] + kd * wn->d[0] - wn->pb[0];
                 if (id < 0 || id >= wn->in[0]) continue;
@@ -416,14 +439,73 @@ keel_status *nn_convint_run(const keel_node *n, const keel_view *in, int n_in, k
                   for (int64_t kw = 0; kw < wn->k[2]; kw++) {
                     const int64_t iw = ow * wn->s[2] + kw * wn->d[2] - wn->pb[2];
                     if (iw < 0 || iw >= wn->in[2]) continue;
-                    const int32_t xv = q8_at(x, xbase + c * g.in_prod + (id * wn->in[1] + ih) * wn->in[2] + iw) - xz;
+                    const int32_t xv = q8_at(x, xbase + c * g->in_prod + (id * wn->in[1] + ih) * wn->in[2] + iw) - xz;
                     const int32_t wv = q8_at(w, wbase + ((c * wn->k[0] + kd) * wn->k[1] + kh) * wn->k[2] + kw) - wz;
                     acc += (uint32_t)(xv * wv);
                   }
                 }
               }
-            *y++ = acc;
+            if (rq)
+              requant_store(y, yi, (int32_t)acc, sc, yz);
+            else
+              ((uint32_t *)y->data)[yi] = acc;
           }
     }
+}
+
+keel_status *nn_convint_run(const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out,
+                            keel_exec *ex) {
+  nn_conv_geom g;
+  KEEL_TRY(conv_geom(n, in, n_in, &g, true));
+  const int32_t xz = nn_has(in, n_in, 2) ? q8_at(&in[2], 0) : 0;
+  convq_core(&g, &in[0], &in[1], xz, nn_has(in, n_in, 3) ? &in[3] : NULL, NULL, NULL, &out[0]);
+  return NULL;
+}
+
+/* ---- QLinearConv: x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_zero_point, B (int32). */
+
+static bool is_scale(const keel_view *v) {
+  return v->dtype == KEEL_FLOAT32 || v->dtype == KEEL_FLOAT16 || v->dtype == KEEL_BFLOAT16;
+}
+
+static keel_status *qconv_geom(const keel_node *n, const keel_view *in, int n_in, nn_conv_geom *g) {
+  KEEL_TRY(nn_need_inputs(n, n_in, 8, 9));
+  for (int i = 0; i < 8; i++)
+    if (!nn_has(in, n_in, i)) return keel_error(KEEL_INVALID_MODEL, "input %d is required", i);
+  keel_view xw[2] = {in[0], in[3]};
+  KEEL_TRY(conv_geom(n, xw, 2, g, true));
+  const int64_t per[3] = {1, g->M, 1};
+  const char *names[3] = {"x", "w", "y"};
+  static const int sc_i[3] = {1, 4, 6}, zp_i[3] = {2, 5, 7};
+  for (int k = 0; k < 3; k++) {
+    const keel_view *sc = &in[sc_i[k]], *zp = &in[zp_i[k]];
+    int64_t cs = keel_view_numel(sc), cz = keel_view_numel(zp);
+    if (!is_scale(sc) || (cs != 1 && cs != per[k]))
+      return keel_error(KEEL_SHAPE_MISMATCH, "%s_scale must be a float scalar%s", names[k],
+                        per[k] > 1 ? " or one value per output channel" : "");
+    if (!is_q8(zp->dtype) || (cz != 1 && cz != per[k]))
+      return keel_error(KEEL_SHAPE_MISMATCH, "%s_zero_point must be an 8-bit scalar%s", names[k],
+                        per[k] > 1 ? " or one value per output channel" : "");
+  }
+  if (in[2].dtype != in[0].dtype || in[5].dtype != in[3].dtype)
+    return keel_error(KEEL_SHAPE_MISMATCH, "zero points must have the dtypes of x and w");
+  if (nn_has(in, n_in, 8) && (in[8].dtype != KEEL_INT32 || keel_view_numel(&in[8]) != g->M))
+    return keel_error(KEEL_SHAPE_MISMATCH, "bias B must be int32 with %lld values", (long long)g->M);
+  return NULL;
+}
+
+keel_status *nn_qconv_infer(const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out) {
+  nn_conv_geom g;
+  KEEL_TRY(qconv_geom(n, in, n_in, &g));
+  keel_view_set_shape(&out[0], in[7].dtype, g.out_dims, g.ndim);
+  return NULL;
+}
+
+keel_status *nn_qconv_run(const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out,
+                          keel_exec *ex) {
+  nn_conv_geom g;
+  KEEL_TRY(qconv_geom(n, in, n_in, &g));
+  nn_requant rq = {&in[1], &in[4], &in[6], &in[7]};
+  convq_core(&g, &in[0], &in[3], q8_at(&in[2], 0), &in[5], nn_has(in, n_in, 8) ? &in[8] : NULL, &rq, &out[0]);
   return NULL;
 }

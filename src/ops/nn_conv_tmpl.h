@@ -126,6 +126,51 @@ static void NN_FN(conv_depthwise)(const nn_conv_geom *g, const NN_T *x, const NN
     }
 }
 
+/* 2-D depthwise with a 3-wide kernel row and dilation 1 (the MobileNet case): per output row and valid
+ * kernel row, one pass applies all three taps to the interior columns; edge columns check bounds. Fewer,
+ * longer vector loops than tap-by-tap accumulation. y holds the bias. */
+static void NN_FN(conv_dw_k3)(const nn_conv_geom *g, const NN_T *x, const NN_T *wt, NN_T *y) {
+  const nn_window *w = &g->w3;
+  const int64_t IH = w->in[1], IW = w->in[2], OH = w->out[1], OW = w->out[2];
+  const int64_t KH = w->k[1], sh = w->s[1], sw = w->s[2], dh = w->d[1], ph = w->pb[1], pw = w->pb[2];
+  int64_t lo = nn_ceildiv(pw, sw), hi = nn_floordiv(IW - 3 + pw, sw) + 1; /* all three taps inside */
+  lo = lo < 0 ? 0 : lo > OW ? OW : lo;
+  hi = hi > OW ? OW : hi < lo ? lo : hi;
+  for (int64_t n = 0; n < g->N; n++)
+    for (int64_t oc = 0; oc < g->M; oc++) {
+      const NN_T *xc = x + (n * g->C + oc / g->Mg) * g->in_prod;
+      NN_T *yc = y + (n * g->M + oc) * g->out_prod;
+      for (int64_t oh = 0; oh < OH; oh++) {
+        NN_T *restrict yr = yc + oh * OW;
+        for (int64_t kh = 0; kh < KH; kh++) {
+          const int64_t ih = oh * sh - ph + kh * dh;
+          if (ih < 0 || ih >= IH) continue;
+          const NN_T *restrict r = xc + ih * IW;
+          const NN_T *k = wt + (oc * KH + kh) * 3;
+          const NN_T w0 = k[0], w1 = k[1], w2 = k[2];
+          for (int64_t ow = 0; ow < OW; ow++) {
+            if (ow == lo) ow = hi; /* skip the interior */
+            if (ow >= OW) break;
+            const int64_t i = ow * sw - pw;
+            NN_T acc = 0;
+            if (i >= 0 && i < IW) acc += w0 * r[i];
+            if (i + 1 >= 0 && i + 1 < IW) acc += w1 * r[i + 1];
+            if (i + 2 >= 0 && i + 2 < IW) acc += w2 * r[i + 2];
+            yr[ow] += acc;
+          }
+          if (sw == 1) {
+            for (int64_t ow = lo; ow < hi; ow++) yr[ow] += w0 * r[ow - pw] + w1 * r[ow - pw + 1] + w2 * r[ow - pw + 2];
+          } else {
+            for (int64_t ow = lo; ow < hi; ow++) {
+              const int64_t i = ow * sw - pw;
+              yr[ow] += w0 * r[i] + w1 * r[i + 1] + w2 * r[i + 2];
+            }
+          }
+        }
+      }
+    }
+}
+
 /* Fill channel planes y[0..C) (each `plane` long) with bias[c], or zeros without bias. */
 static void NN_FN(fill_bias)(NN_T *y, const NN_T *bias, int64_t C, int64_t plane) {
   for (int64_t c = 0; c < C; c++) {
@@ -139,7 +184,11 @@ static void NN_FN(conv)(const nn_conv_geom *g, const NN_T *x, const NN_T *wt, co
   const int64_t K = g->Cg * g->kprod, P = g->out_prod;
   if (g->Cg == 1 && !g->pointwise) {
     for (int64_t n = 0; n < g->N; n++) NN_FN(fill_bias)(y + n * g->M * P, b, g->M, P);
-    NN_FN(conv_depthwise)(g, x, wt, y);
+    const nn_window *w = &g->w3;
+    if (w->k[0] == 1 && w->out[0] == 1 && w->k[2] == 3 && w->d[2] == 1)
+      NN_FN(conv_dw_k3)(g, x, wt, y);
+    else
+      NN_FN(conv_depthwise)(g, x, wt, y);
     return;
   }
   for (int64_t n = 0; n < g->N; n++)

@@ -3,6 +3,7 @@
  * activation). MatMul also takes an optional third input: a bias of length N added to every row, which the
  * fusion pass creates from MatMul+Add. */
 #include <limits.h>
+#include <math.h>
 #include <string.h>
 
 #include <cblas.h>
@@ -237,17 +238,25 @@ typedef struct mm_geom {
   bool has_bias;
 } mm_geom;
 
-static keel_status *mm_geom_get(const keel_node *n, const keel_view *in, int n_in, mm_geom *g) {
-  KEEL_TRY(nn_need_inputs(n, n_in, 2, 3));
+static bool is_q8(keel_dtype t) { return t == KEEL_UINT8 || t == KEEL_INT8; }
+
+/* integer: MatMulInteger (8-bit A and B, zero points as inputs 2 and 3, int32 output). */
+static keel_status *mm_geom_get(const keel_node *n, const keel_view *in, int n_in, mm_geom *g, bool integer) {
+  KEEL_TRY(nn_need_inputs(n, n_in, 2, integer ? 4 : 3));
   const keel_view *a = &in[0], *b = &in[1];
   if (!nn_has(in, n_in, 0) || !nn_has(in, n_in, 1))
     return keel_error(KEEL_INVALID_MODEL, "inputs A and B are required");
-  if (!gemm_dtype_ok(a->dtype))
+  if (integer) {
+    if (!is_q8(a->dtype) || !is_q8(b->dtype))
+      return keel_error(KEEL_UNSUPPORTED, "inputs A and B have dtypes %s and %s; uint8 / int8 are supported",
+                        keel_dtype_name(a->dtype), keel_dtype_name(b->dtype));
+  } else if (!gemm_dtype_ok(a->dtype)) {
     return keel_error(KEEL_UNSUPPORTED, "input A has dtype %s; float32, float64 and 32/64-bit integers are supported",
                       keel_dtype_name(a->dtype));
-  if (b->dtype != a->dtype)
+  } else if (b->dtype != a->dtype) {
     return keel_error(KEEL_SHAPE_MISMATCH, "input B has dtype %s but A has %s", keel_dtype_name(b->dtype),
                       keel_dtype_name(a->dtype));
+  }
   if (a->ndim < 1 || b->ndim < 1)
     return keel_error(KEEL_SHAPE_MISMATCH, "MatMul inputs must have rank >= 1 (got %d and %d)", a->ndim, b->ndim);
   memset(g, 0, sizeof *g);
@@ -295,7 +304,7 @@ static keel_status *mm_geom_get(const keel_node *n, const keel_view *in, int n_i
   for (int i = 0; i < g->nb; i++) g->out_dims[g->ndim++] = g->batch[i];
   if (!g->a1) g->out_dims[g->ndim++] = g->M;
   if (!g->b1) g->out_dims[g->ndim++] = g->N;
-  g->has_bias = nn_has(in, n_in, 2);
+  g->has_bias = !integer && nn_has(in, n_in, 2);
   if (g->has_bias) {
     const keel_view *c = &in[2];
     if (c->dtype != a->dtype)
@@ -310,7 +319,7 @@ static keel_status *mm_geom_get(const keel_node *n, const keel_view *in, int n_i
 
 keel_status *nn_matmul_infer(const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out) {
   mm_geom g;
-  KEEL_TRY(mm_geom_get(n, in, n_in, &g));
+  KEEL_TRY(mm_geom_get(n, in, n_in, &g, false));
   KEEL_TRY(nn_check_numel(n, g.out_dims, g.ndim, keel_dtype_size(in[0].dtype)));
   keel_view_set_shape(&out[0], in[0].dtype, g.out_dims, g.ndim);
   return NULL;
@@ -327,7 +336,7 @@ static void fill_rows(keel_dtype t, void *Y, int64_t rows, int64_t N, const void
 keel_status *nn_matmul_run(const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out,
                            keel_exec *ex) {
   mm_geom g;
-  KEEL_TRY(mm_geom_get(n, in, n_in, &g));
+  KEEL_TRY(mm_geom_get(n, in, n_in, &g, false));
   const keel_dtype t = in[0].dtype;
   const int64_t M = g.M, N = g.N, K = g.K;
   int64_t total_batch = nn_prod(g.batch, 0, g.nb);
@@ -380,5 +389,158 @@ keel_status *nn_matmul_run(const keel_node *n, const keel_view *in, int n_in, ke
     keel_act_apply_f64((double *)Y, numel, n->act, n->act_alpha, n->act_beta);
   else
     int_act(n, t, Y, (int64_t)numel);
+  return NULL;
+}
+
+/* ---------------------------------------------------------------- MatMulInteger */
+
+static inline int32_t q8_at(const keel_view *v, int64_t i) {
+  return v->dtype == KEEL_INT8 ? (int32_t)((const int8_t *)v->data)[i] : (int32_t)((const uint8_t *)v->data)[i];
+}
+
+/* Zero point i: a scalar, or one value per row of A (len M) / per column of B (len N). */
+static keel_status *mmint_check_zp(const keel_view *in, int n_in, int i, int64_t per, const char *name) {
+  if (!nn_has(in, n_in, i)) return NULL;
+  int64_t c = keel_view_numel(&in[i]);
+  if (in[i].dtype != in[i - 2].dtype)
+    return keel_error(KEEL_SHAPE_MISMATCH, "%s has dtype %s but its matrix has %s", name,
+                      keel_dtype_name(in[i].dtype), keel_dtype_name(in[i - 2].dtype));
+  if (c != 1 && c != per)
+    return keel_error(KEEL_UNSUPPORTED, "%s has %lld values; a scalar or %lld (one per %s) is supported", name,
+                      (long long)c, (long long)per, i == 2 ? "row" : "column");
+  return NULL;
+}
+
+keel_status *nn_mmint_infer(const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out) {
+  mm_geom g;
+  KEEL_TRY(mm_geom_get(n, in, n_in, &g, true));
+  KEEL_TRY(mmint_check_zp(in, n_in, 2, g.M, "a_zero_point"));
+  KEEL_TRY(mmint_check_zp(in, n_in, 3, g.N, "b_zero_point"));
+  KEEL_TRY(nn_check_numel(n, g.out_dims, g.ndim, 4));
+  keel_view_set_shape(&out[0], KEEL_INT32, g.out_dims, g.ndim);
+  return NULL;
+}
+
+keel_status *nn_mmint_run(const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out,
+                          keel_exec *ex) {
+  mm_geom g;
+  KEEL_TRY(mm_geom_get(n, in, n_in, &g, true));
+  KEEL_TRY(mmint_check_zp(in, n_in, 2, g.M, "a_zero_point"));
+  KEEL_TRY(mmint_check_zp(in, n_in, 3, g.N, "b_zero_point"));
+  const int64_t M = g.M, N = g.N, K = g.K, total = nn_prod(g.batch, 0, g.nb);
+  const keel_view *azp = nn_has(in, n_in, 2) ? &in[2] : NULL, *bzp = nn_has(in, n_in, 3) ? &in[3] : NULL;
+  const bool a_per = azp && keel_view_numel(azp) > 1, b_per = bzp && keel_view_numel(bzp) > 1;
+  uint32_t *y = out[0].data; /* unsigned: sums wrap instead of overflowing */
+  int64_t idx[KEEL_MAX_DIMS] = {0}, ao = 0, bo = 0;
+  for (int64_t c = 0; c < total; c++) {
+    uint32_t *ym = y + c * M * N;
+    for (int64_t i = 0; i < M * N; i++) ym[i] = 0;
+    for (int64_t i = 0; i < M; i++) {
+      const int32_t az = azp ? q8_at(azp, a_per ? i : 0) : 0;
+      for (int64_t k = 0; k < K; k++) {
+        const uint32_t av = (uint32_t)(q8_at(&in[0], (ao * M + i) * K + k) - az);
+        const int64_t brow = (bo * K + k) * N;
+        for (int64_t j = 0; j < N; j++) {
+          const int32_t bz = bzp ? q8_at(bzp, b_per ? j : 0) : 0;
+          ym[i * N + j] += av * (uint32_t)(q8_at(&in[1], brow + j) - bz);
+        }
+      }
+    }
+    for (int d = g.nb - 1; d >= 0; d--) {
+      idx[d]++;
+      ao += g.a_bs[d];
+      bo += g.b_bs[d];
+      if (idx[d] < g.batch[d]) break;
+      ao -= g.a_bs[d] * idx[d];
+      bo -= g.b_bs[d] * idx[d];
+      idx[d] = 0;
+    }
+  }
+  return NULL;
+}
+
+/* ---------------------------------------------------------------- QLinearMatMul */
+/* a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, y_zero_point; scales / zero points are
+ * scalars or per row of A / per column of B. y = saturate(round(acc * a_s * b_s / y_s) + y_zp). */
+
+static bool is_scale(const keel_view *v) {
+  return v->dtype == KEEL_FLOAT32 || v->dtype == KEEL_FLOAT16 || v->dtype == KEEL_BFLOAT16;
+}
+static inline float scale_at(const keel_view *v, int64_t i) {
+  if (keel_view_numel(v) == 1) i = 0;
+  switch (v->dtype) {
+    case KEEL_FLOAT16: return keel_half_to_float(((const uint16_t *)v->data)[i]);
+    case KEEL_BFLOAT16: return keel_bfloat16_to_float(((const uint16_t *)v->data)[i]);
+    default: return ((const float *)v->data)[i];
+  }
+}
+
+static keel_status *qmm_geom(const keel_node *n, const keel_view *in, int n_in, mm_geom *g) {
+  KEEL_TRY(nn_need_inputs(n, n_in, 8, 8));
+  for (int i = 0; i < 8; i++)
+    if (!nn_has(in, n_in, i)) return keel_error(KEEL_INVALID_MODEL, "input %d is required", i);
+  keel_view ab[2] = {in[0], in[3]};
+  KEEL_TRY(mm_geom_get(n, ab, 2, g, true));
+  const int64_t per[3] = {g->M, g->N, 1};
+  static const int sc_i[3] = {1, 4, 6}, zp_i[3] = {2, 5, 7};
+  static const char *names[3] = {"a", "b", "y"};
+  for (int k = 0; k < 3; k++) {
+    const keel_view *sc = &in[sc_i[k]], *zp = &in[zp_i[k]];
+    int64_t cs = keel_view_numel(sc), cz = keel_view_numel(zp);
+    if (!is_scale(sc) || (cs != 1 && cs != per[k]))
+      return keel_error(KEEL_SHAPE_MISMATCH, "%s_scale must be a float scalar%s", names[k],
+                        k < 2 ? (k == 0 ? " or one value per row" : " or one value per column") : "");
+    if (!is_q8(zp->dtype) || (cz != 1 && cz != per[k]))
+      return keel_error(KEEL_SHAPE_MISMATCH, "%s_zero_point must be an 8-bit scalar%s", names[k],
+                        k < 2 ? (k == 0 ? " or one value per row" : " or one value per column") : "");
+  }
+  if (in[2].dtype != in[0].dtype || in[5].dtype != in[3].dtype)
+    return keel_error(KEEL_SHAPE_MISMATCH, "zero points must have the dtypes of a and b");
+  return NULL;
+}
+
+keel_status *nn_qmm_infer(const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out) {
+  mm_geom g;
+  KEEL_TRY(qmm_geom(n, in, n_in, &g));
+  keel_view_set_shape(&out[0], in[7].dtype, g.out_dims, g.ndim);
+  return NULL;
+}
+
+keel_status *nn_qmm_run(const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out,
+                        keel_exec *ex) {
+  mm_geom g;
+  KEEL_TRY(qmm_geom(n, in, n_in, &g));
+  const int64_t M = g.M, N = g.N, K = g.K, total = nn_prod(g.batch, 0, g.nb);
+  const keel_view *A = &in[0], *B = &in[3], *azp = &in[2], *bzp = &in[5], *y = &out[0];
+  const bool a_per = keel_view_numel(azp) > 1, b_per = keel_view_numel(bzp) > 1;
+  const float ys = scale_at(&in[6], 0);
+  const int32_t yz = q8_at(&in[7], 0);
+  int64_t idx[KEEL_MAX_DIMS] = {0}, ao = 0, bo = 0, yi = 0;
+  for (int64_t c = 0; c < total; c++) {
+    for (int64_t i = 0; i < M; i++) {
+      const int32_t az = q8_at(azp, a_per ? i : 0);
+      const float as = scale_at(&in[1], i);
+      for (int64_t j = 0; j < N; j++, yi++) {
+        const int32_t bz = q8_at(bzp, b_per ? j : 0);
+        uint32_t acc = 0;
+        for (int64_t k = 0; k < K; k++)
+          acc += (uint32_t)((q8_at(A, (ao * M + i) * K + k) - az) * (q8_at(B, (bo * K + k) * N + j) - bz));
+        float v = nearbyintf((float)(int32_t)acc * (as * scale_at(&in[4], j) / ys)) + (float)yz;
+        if (y->dtype == KEEL_UINT8)
+          ((uint8_t *)y->data)[yi] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+        else
+          ((int8_t *)y->data)[yi] = (int8_t)(v < -128 ? -128 : v > 127 ? 127 : v);
+      }
+    }
+    for (int d = g.nb - 1; d >= 0; d--) {
+      idx[d]++;
+      ao += g.a_bs[d];
+      bo += g.b_bs[d];
+      if (idx[d] < g.batch[d]) break;
+      ao -= g.a_bs[d] * idx[d];
+      bo -= g.b_bs[d] * idx[d];
+      idx[d] = 0;
+    }
+  }
   return NULL;
 }

@@ -8,14 +8,6 @@
 
 #include "ops/op.h"
 
-/* The build uses -O2, where GCC (12+) vectorizes only with the 'very-cheap' cost model: loops whose trip
- * count is not a known multiple of the vector width, or that need an alias check, stay scalar. The nn
- * kernels are exactly such loops (rows of runtime length), so ask for the dynamic model here; measured 3-6x
- * on depthwise conv. Only in optimized builds, so debug / sanitizer builds are untouched. */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__OPTIMIZE__)
-#pragma GCC optimize("tree-vectorize", "vect-cost-model=dynamic")
-#endif
-
 /* Spatial dims handled by conv and pool kernels. Fewer are padded to 3 with size-1 leading dims so one
  * loop nest serves 1-D, 2-D and 3-D. */
 #define NN_MAX_SP 3
@@ -75,6 +67,9 @@ keel_status *nn_convt_run(const keel_node *n, const keel_view *in, int n_in, kee
 keel_status *nn_convint_infer(const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out);
 keel_status *nn_convint_run(const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out,
                             keel_exec *ex);
+keel_status *nn_qconv_infer(const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out);
+keel_status *nn_qconv_run(const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out,
+                          keel_exec *ex);
 
 /* ---- nn_gemm.c ---- */
 keel_status *nn_gemm_infer(const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out);
@@ -83,6 +78,9 @@ keel_status *nn_gemm_run(const keel_node *n, const keel_view *in, int n_in, keel
 keel_status *nn_matmul_infer(const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out);
 keel_status *nn_matmul_run(const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out,
                            keel_exec *ex);
+keel_status *nn_qmm_infer(const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out);
+keel_status *nn_qmm_run(const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out,
+                        keel_exec *ex);
 keel_status *nn_mmint_infer(const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out);
 keel_status *nn_mmint_run(const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out,
                           keel_exec *ex);

@@ -207,3 +207,93 @@ keel_status *nn_gpool_run(const keel_node *n, const keel_view *in, int n_in, kee
     return keel_error(KEEL_UNSUPPORTED, "dtype %s", keel_dtype_name(x->dtype));
   return NULL;
 }
+
+/* ---- MaxUnpool: scatter X into a zeroed output at the flat positions in I (MaxPool's Indices). ---- */
+
+static keel_status *unpool_shape(const keel_node *n, const keel_view *in, int n_in, int64_t *idims, int64_t *od) {
+  KEEL_TRY(nn_need_inputs(n, n_in, 2, 3));
+  if (!nn_has(in, n_in, 0) || !nn_has(in, n_in, 1)) return keel_error(KEEL_INVALID_MODEL, "inputs X and I are required");
+  const keel_view *x = &in[0], *ix = &in[1];
+  if (keel_dtype_size(x->dtype) == 0 || x->dtype == KEEL_STRING)
+    return keel_error(KEEL_UNSUPPORTED, "input X has dtype %s", keel_dtype_name(x->dtype));
+  if (ix->dtype != KEEL_INT64)
+    return keel_error(KEEL_SHAPE_MISMATCH, "input I has dtype %s; int64 expected", keel_dtype_name(ix->dtype));
+  if (x->ndim < 3) return keel_error(KEEL_SHAPE_MISMATCH, "input X has rank %d; at least 3 expected", x->ndim);
+  if (!keel_shape_equal(x->dims, x->ndim, ix->dims, ix->ndim)) {
+    char b1[160], b2[160];
+    return keel_error(KEEL_SHAPE_MISMATCH, "X %s and I %s must have the same shape",
+                      keel_shape_format(x->dims, x->ndim, b1, sizeof b1),
+                      keel_shape_format(ix->dims, ix->ndim, b2, sizeof b2));
+  }
+  const int nsp = x->ndim - 2;
+  const int64_t *ks = NULL, *st = NULL, *pads = NULL;
+  int nk = keel_attr_ints(n, "kernel_shape", &ks), ns = keel_attr_ints(n, "strides", &st),
+      np = keel_attr_ints(n, "pads", &pads);
+  if (nk != nsp || !ks) return keel_error(KEEL_INVALID_MODEL, "attribute kernel_shape must have %d values", nsp);
+  if (ns >= 0 && st && ns != nsp) return keel_error(KEEL_INVALID_MODEL, "attribute strides must have %d values", nsp);
+  if (np >= 0 && pads && np != 2 * nsp) return keel_error(KEEL_INVALID_MODEL, "attribute pads must have %d values", 2 * nsp);
+  /* The indices address the default (inferred) shape; an explicit output_shape places that block at its
+   * origin. */
+  idims[0] = x->dims[0];
+  idims[1] = x->dims[1];
+  for (int i = 0; i < nsp; i++) {
+    int64_t s = (ns >= 0 && st) ? st[i] : 1, pb = (np >= 0 && pads) ? pads[i] : 0, pe = (np >= 0 && pads) ? pads[nsp + i] : 0;
+    if (s < 1 || ks[i] < 1 || pb < 0 || pe < 0) return keel_error(KEEL_INVALID_MODEL, "bad kernel / stride / pads in dim %d", i);
+    idims[2 + i] = x->dims[2 + i] < 0 ? -1 : (x->dims[2 + i] - 1) * s + ks[i] - pb - pe;
+    if (x->dims[2 + i] >= 0 && idims[2 + i] < 0)
+      return keel_error(KEEL_SHAPE_MISMATCH, "output spatial dim %d would be %lld", i, (long long)idims[2 + i]);
+  }
+  memcpy(od, idims, sizeof(int64_t) * (size_t)x->ndim);
+  if (nn_has(in, n_in, 2)) {
+    const keel_view *os = &in[2];
+    if (os->dtype != KEEL_INT64 || os->ndim != 1 || os->dims[0] != x->ndim)
+      return keel_error(KEEL_SHAPE_MISMATCH, "output_shape must be an int64 vector of %d values", x->ndim);
+    if (!os->data) return keel_need_value(n, 2);
+    for (int i = 0; i < x->ndim; i++) {
+      od[i] = ((const int64_t *)os->data)[i];
+      if (od[i] < 0 || (idims[i] >= 0 && od[i] < idims[i]))
+        return keel_error(KEEL_SHAPE_MISMATCH, "output_shape[%d] = %lld is smaller than the unpooled size %lld", i,
+                          (long long)od[i], (long long)idims[i]);
+    }
+  }
+  return NULL;
+}
+
+keel_status *nn_unpool_infer(const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out) {
+  int64_t idims[KEEL_MAX_DIMS], od[KEEL_MAX_DIMS];
+  KEEL_TRY(unpool_shape(n, in, n_in, idims, od));
+  KEEL_TRY(nn_check_numel(n, od, in[0].ndim, keel_dtype_size(in[0].dtype)));
+  keel_view_set_shape(&out[0], in[0].dtype, od, in[0].ndim);
+  return NULL;
+}
+
+keel_status *nn_unpool_run(const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out,
+                           keel_exec *ex) {
+  int64_t idims[KEEL_MAX_DIMS], od[KEEL_MAX_DIMS];
+  KEEL_TRY(unpool_shape(n, in, n_in, idims, od));
+  const int nd = in[0].ndim;
+  const size_t e = keel_dtype_size(in[0].dtype);
+  const int64_t total = keel_view_numel(&out[0]), cnt = keel_view_numel(&in[0]), itotal = nn_prod(idims, 0, nd);
+  const bool same = keel_shape_equal(idims, nd, od, nd);
+  memset(out[0].data, 0, (size_t)total * e);
+  const int64_t *ix = in[1].data;
+  const char *x = in[0].data;
+  char *y = out[0].data;
+  for (int64_t j = 0; j < cnt; j++) {
+    int64_t t = ix[j];
+    if (t < 0 || t >= itotal)
+      return keel_error(KEEL_INVALID_ARGUMENT, "index I[%lld] = %lld is outside the unpooled tensor (%lld elements)",
+                        (long long)j, (long long)t, (long long)itotal);
+    if (!same) { /* re-linearize from the inferred shape into the larger output */
+      int64_t o = 0, mul = 1;
+      for (int d = nd - 1; d >= 0; d--) {
+        o += (t % idims[d]) * mul;
+        t /= idims[d];
+        mul *= od[d];
+      }
+      t = o;
+    }
+    memcpy(y + (size_t)t * e, x + (size_t)j * e, e);
+  }
+  return NULL;
+}

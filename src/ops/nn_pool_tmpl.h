@@ -66,6 +66,10 @@ static void NN_FN(pool_rows)(const NN_T *x, NN_T *y, int64_t planes, const nn_wi
   const int64_t ID = w->in[0], IH = w->in[1], IW = w->in[2];
   const int64_t OD = w->out[0], OH = w->out[1], OW = w->out[2];
   const int64_t iplane = ID * IH * IW, s2 = w->s[2], d2 = w->d[2];
+  const bool k3 = w->k[2] == 3 && d2 == 1;
+  int64_t lo3 = nn_ceildiv(w->pb[2], s2), hi3 = nn_floordiv(IW - 3 + w->pb[2], s2) + 1; /* all 3 taps inside */
+  lo3 = lo3 < 0 ? 0 : lo3 > OW ? OW : lo3;
+  hi3 = hi3 > OW ? OW : hi3 < lo3 ? lo3 : hi3;
   for (int64_t pl = 0; pl < planes; pl++) {
     const NN_T *xp = x + pl * iplane;
     for (int64_t od = 0; od < OD; od++) {
@@ -82,6 +86,38 @@ static void NN_FN(pool_rows)(const NN_T *x, NN_T *y, int64_t planes, const nn_wi
         for (int64_t kd = d0; kd < d1; kd++)
           for (int64_t kh = h0; kh < h1; kh++) {
             const NN_T *restrict row = xp + ((sd + kd * w->d[0]) * IH + sh + kh * w->d[1]) * IW;
+            if (k3) { /* 3-wide windows, dilation 1: all three taps in one pass over the interior */
+              for (int64_t ow = 0; ow < OW; ow++) {
+                if (ow == lo3) ow = hi3;
+                if (ow >= OW) break;
+                const int64_t i = ow * s2 - w->pb[2];
+                for (int64_t t = i < 0 ? 0 : i; t < i + 3 && t < IW; t++)
+                  yr[ow] = avg ? yr[ow] + row[t] : (row[t] > yr[ow] ? row[t] : yr[ow]);
+              }
+              const int64_t off = -w->pb[2];
+              if (avg && s2 == 1) {
+                for (int64_t ow = lo3; ow < hi3; ow++) yr[ow] += row[ow + off] + row[ow + off + 1] + row[ow + off + 2];
+              } else if (avg) {
+                for (int64_t ow = lo3; ow < hi3; ow++) {
+                  const int64_t i = ow * s2 + off;
+                  yr[ow] += row[i] + row[i + 1] + row[i + 2];
+                }
+              } else if (s2 == 1) {
+                for (int64_t ow = lo3; ow < hi3; ow++) {
+                  NN_T m = row[ow + off] > row[ow + off + 1] ? row[ow + off] : row[ow + off + 1];
+                  m = row[ow + off + 2] > m ? row[ow + off + 2] : m;
+                  yr[ow] = m > yr[ow] ? m : yr[ow];
+                }
+              } else {
+                for (int64_t ow = lo3; ow < hi3; ow++) {
+                  const int64_t i = ow * s2 + off;
+                  NN_T m = row[i] > row[i + 1] ? row[i] : row[i + 1];
+                  m = row[i + 2] > m ? row[i + 2] : m;
+                  yr[ow] = m > yr[ow] ? m : yr[ow];
+                }
+              }
+              continue;
+            }
             for (int64_t kw = 0; kw < w->k[2]; kw++) {
               const int64_t off = kw * d2 - w->pb[2];
               int64_t lo = s2 == 1 ? -off : nn_ceildiv(-off, s2);
@@ -104,7 +140,21 @@ static void NN_FN(pool_rows)(const NN_T *x, NN_T *y, int64_t planes, const nn_wi
           }
         const int64_t ch = avg && include_pad ? cd * pad_count(sh, w->d[1], w->k[1], IH + w->pe[1])
                                               : (d1 - d0) * (h1 - h0);
+        int64_t ow_skip = OW, ow_end = OW; /* k3 interior: three valid taps, one shared divisor */
+        if (k3 && hi3 > lo3) {
+          ow_skip = lo3;
+          ow_end = hi3;
+          if (avg) {
+            const int64_t cnt = ch * 3;
+            const NN_T inv = cnt > 0 && (ch > 0 || include_pad) ? (NN_T)1 / (NN_T)cnt : 0;
+            for (int64_t ow = lo3; ow < hi3; ow++) yr[ow] *= inv;
+          } else if (d1 <= d0 || h1 <= h0) {
+            for (int64_t ow = lo3; ow < hi3; ow++) yr[ow] = 0;
+          }
+        }
         for (int64_t ow = 0; ow < OW; ow++) {
+          if (ow == ow_skip) ow = ow_end;
+          if (ow >= OW) break;
           int64_t w0, w1;
           const int64_t sw = ow * s2 - w->pb[2];
           pool_range(sw, d2, w->k[2], IW, &w0, &w1);

@@ -78,6 +78,10 @@ void keel_view_set_shape(keel_view *v, keel_dtype dtype, const int64_t *dims, in
 /* Common infer error helpers */
 keel_status *keel_need_value(const keel_node *n, int input); /* input value required for shape */
 
+/* Set (by keel_need_value, or directly) when infer failed only because an input's value is not known yet;
+ * planning then retries with more values known, or runs the graph in the interpreter. */
+extern _Thread_local bool keel_tls_needs_value;
+
 /* Each operator family file defines a table and its length; ops/registry.c lists the families. */
 #define KEEL_OP_FAMILY(name)                      \
   extern const keel_op_def keel_ops_##name[];     \

@@ -7,6 +7,12 @@ KEEL_OP_FAMILY(elementwise)
 KEEL_OP_FAMILY(nn)
 KEEL_OP_FAMILY(tensor)
 KEEL_OP_FAMILY(reduce)
+KEEL_OP_FAMILY(quant)
+KEEL_OP_FAMILY(loss)
+KEEL_OP_FAMILY(rnn)
+KEEL_OP_FAMILY(image)
+KEEL_OP_FAMILY(signal)
+KEEL_OP_FAMILY(control)
 
 typedef struct {
   const keel_op_def *defs;
@@ -18,6 +24,12 @@ static const family families[] = {
     {keel_ops_nn, &keel_ops_nn_count},
     {keel_ops_tensor, &keel_ops_tensor_count},
     {keel_ops_reduce, &keel_ops_reduce_count},
+    {keel_ops_quant, &keel_ops_quant_count},
+    {keel_ops_loss, &keel_ops_loss_count},
+    {keel_ops_rnn, &keel_ops_rnn_count},
+    {keel_ops_image, &keel_ops_image_count},
+    {keel_ops_signal, &keel_ops_signal_count},
+    {keel_ops_control, &keel_ops_control_count},
 };
 
 static bool domain_eq(const char *a, const char *b) {

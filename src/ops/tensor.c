@@ -7,8 +7,10 @@
 
 #include "ops/tensor_util.h"
 
+/* Marks the error as "needs values" so planning falls back to the interpreter, which knows them. */
 #define DDS_ERROR(what)                                                                                    \
-  keel_error(KEEL_UNSUPPORTED, "data-dependent output shape: %s is only known at run time", what)
+  (keel_tls_needs_value = true,                                                                            \
+   keel_error(KEEL_UNSUPPORTED, "data-dependent output shape: %s is only known at run time", what))
 
 /* ---- aliasing operators: Reshape, Flatten, Squeeze, Unsqueeze, Identity ---- */
 

@@ -11,6 +11,7 @@
 #include "graph/passes.h"
 #include "onnx/onnx_import.h"
 #include "runtime/engine_internal.h"
+#include "runtime/interp.h"
 
 const char *keel_version(void) { return KEEL_VERSION_STRING; }
 const char *keel_backends(void) { return "cpu"; }
@@ -24,6 +25,7 @@ void keel_engine_options_init(keel_engine_options *opt) {
 
 static keel_status *build(keel_graph *g, const keel_engine_options *opt) {
   KEEL_TRY(keel_pass_resolve_ops(g));
+  KEEL_TRY(keel_pass_prepare_subgraphs(g));
   KEEL_TRY(keel_graph_toposort(g));
   if (opt->optimize) {
     KEEL_TRY(keel_pass_fold_constants(g));
@@ -61,6 +63,9 @@ keel_status *keel_engine_load_memory(const void *data, size_t size, const char *
   }
   atomic_init(&e->refcount, 1);
   atomic_init(&e->value_input_mask, 0);
+  bool control = false;
+  for (int i = 0; i < g->n_nodes; i++) control |= g->nodes[i].op->run == NULL;
+  atomic_init(&e->interp_only, control);
   e->graph = g;
   e->options = o;
   e->n_nodes_loaded = loaded;
@@ -136,7 +141,18 @@ int64_t keel_engine_param_count(const keel_engine *e) {
   return n;
 }
 
-keel_status *keel_engine_plan(keel_engine *e, const keel_view *inputs, int n_inputs, keel_plan **out) {
+keel_status *keel_engine_plan(keel_engine *e, const keel_view *inputs, int n_inputs, keel_plan **out,
+                              bool *use_interp) {
+  *out = NULL;
+  if (use_interp) *use_interp = false;
+  if (atomic_load(&e->interp_only)) {
+    KEEL_TRY(keel_check_inputs(e->graph, inputs, n_inputs));
+    if (use_interp) {
+      *use_interp = true;
+      return NULL;
+    }
+    return keel_error(KEEL_UNSUPPORTED, "the model needs the interpreter (control flow or data-dependent shapes): it has no static plan");
+  }
   uint64_t mask = atomic_load(&e->value_input_mask);
   bool needs = false;
   keel_status *s = keel_plan_create(e->graph, inputs, n_inputs, mask, &needs, out);
@@ -157,6 +173,13 @@ keel_status *keel_engine_plan(keel_engine *e, const keel_view *inputs, int n_inp
     s = keel_plan_create(e->graph, inputs, n_inputs, wider, &needs, out);
     if (!s) atomic_fetch_or(&e->value_input_mask, wider);
     mask = wider;
+  }
+  if (s && needs && use_interp) {
+    /* Still some shape needs a value computed inside the graph: only the interpreter knows it. */
+    keel_status_free(s);
+    atomic_store(&e->interp_only, true);
+    *use_interp = true;
+    return NULL;
   }
   return s;
 }
@@ -197,8 +220,13 @@ keel_status *keel_engine_run(keel_engine *e, keel_tensor *const *inputs, size_t 
     iv[i].data = inputs[i]->data;
     in_ptrs[i] = inputs[i]->data;
   }
-  s = keel_engine_plan(e, iv, (int)n_in, &p);
+  bool interp = false;
+  s = keel_engine_plan(e, iv, (int)n_in, &p, &interp);
   if (s) goto done;
+  if (interp) {
+    s = keel_interp_run(g, inputs, (int)n_in, outputs, e->options.allocator);
+    goto done;
+  }
   for (size_t k = 0; k < n_out; k++) {
     const keel_plan_value *pv = keel_plan_output(p, (int)k);
     s = keel_tensor_create(pv->dtype, pv->dims, pv->ndim, e->options.allocator, &outputs[k]);

@@ -13,6 +13,7 @@
 #include "core/tensor_internal.h"
 #include "runtime/device.h"
 #include "runtime/engine_internal.h"
+#include "runtime/interp.h"
 #include "runtime/output_pool.h"
 
 typedef struct plan_entry {
@@ -35,6 +36,7 @@ struct keel_call {
   keel_tensor **outputs; /* handed to the caller by wait */
   void **in_ptrs, **out_ptrs;
   void **staging; /* SIM: device copies of the inputs */
+  bool interp;    /* no static plan: the interpreter computes the outputs (allocating them) */
   keel_module_stats before;
 };
 
@@ -407,7 +409,20 @@ static bool key_matches(const keel_module *m, const plan_entry *e) {
 }
 
 /* Make m->current the plan for these inputs: the same as last call, a cached one, or a new one. */
-static keel_status *select_plan(keel_module *m, keel_tensor *const *inputs) {
+static keel_status *select_plan(keel_module *m, keel_tensor *const *inputs, bool *interp) {
+  *interp = false;
+  if (atomic_load(&m->engine->interp_only)) {
+    for (int i = 0; i < m->n_in; i++) {
+      keel_view *v = &m->in_views[i];
+      v->dtype = inputs[i]->dtype;
+      v->ndim = inputs[i]->ndim;
+      memcpy(v->dims, inputs[i]->dims, sizeof v->dims);
+      v->data = inputs[i]->data;
+    }
+    KEEL_TRY(keel_check_inputs(m->engine->graph, m->in_views, m->n_in));
+    *interp = true;
+    return NULL;
+  }
   uint64_t mask = atomic_load(&m->engine->value_input_mask);
   KEEL_TRY(compute_key(m, inputs, mask));
   if (key_matches(m, m->current)) {
@@ -431,7 +446,8 @@ static keel_status *select_plan(keel_module *m, keel_tensor *const *inputs) {
     v->data = inputs[i]->data;
   }
   keel_plan *plan = NULL;
-  KEEL_TRY(keel_engine_plan(m->engine, m->in_views, m->n_in, &plan));
+  KEEL_TRY(keel_engine_plan(m->engine, m->in_views, m->n_in, &plan, interp));
+  if (*interp) return NULL;
   m->st.plan_cache_misses++;
   /* Planning may have learned that an input feeds shapes: key again with the engine's mask now. */
   uint64_t mask2 = atomic_load(&m->engine->value_input_mask);
@@ -504,6 +520,10 @@ static keel_status *ensure_buffer(keel_module *m, void **buf, size_t *cap, size_
 static void run_task(void *arg) {
   keel_call *c = arg;
   keel_module *m = c->m;
+  if (c->interp) {
+    c->status = keel_interp_run(m->engine->graph, c->inputs, m->n_in, c->outputs, m->device->memory);
+    return;
+  }
   const keel_plan *p = c->plan->plan;
   if (m->device->kind != KEEL_DEVICE_CPU)
     for (int i = 0; i < m->n_in; i++)
@@ -648,8 +668,22 @@ keel_status *keel_module_submit(keel_module *m, keel_tensor *const *inputs, size
   }
   c->in_use = true;
   snapshot(m, &c->before);
-  keel_status *s = select_plan(m, inputs);
+  bool interp = false;
+  keel_status *s = select_plan(m, inputs, &interp);
   if (s) goto fail;
+  c->interp = interp;
+  if (interp) {
+    /* Data-dependent shapes: the interpreter allocates the outputs; wait() moves them into bound or
+     * callback-allocated outputs where those are set. */
+    for (int i = 0; i < m->n_in; i++) c->inputs[i] = keel_tensor_retain(inputs[i]);
+    c->plan = NULL;
+    c->status = NULL;
+    if (m->stream) c->ticket = keel_stream_enqueue(m->stream, run_task, c);
+    else run_task(c);
+    pthread_mutex_unlock(&m->mu);
+    *call = c;
+    return NULL;
+  }
   const keel_plan *p = m->current->plan;
   s = ensure_buffer(m, &m->arena, &m->arena_cap, p->arena_bytes, "arena for intermediates");
   if (s) goto fail;
@@ -690,6 +724,43 @@ fail:
   return s;
 }
 
+/* Interpreter outputs were allocated while computing; bound and callback outputs get a copy. */
+static keel_status *deliver_interp_outputs(keel_module *m, keel_call *c) {
+  char a[128], b[128];
+  for (int k = 0; k < m->n_out; k++) {
+    keel_tensor *t = c->outputs[k], *dst = NULL;
+    if (m->bound[k]) {
+      dst = m->bound[k];
+      if (dst->dtype != t->dtype || !keel_shape_equal(dst->dims, dst->ndim, t->dims, t->ndim))
+        return keel_error(KEEL_SHAPE_MISMATCH, "output %d ('%s') is bound to a %s%s tensor, but this call produced %s%s", k,
+                          output_name(m, k), keel_dtype_name(dst->dtype), keel_shape_format(dst->dims, dst->ndim, a, sizeof a),
+                          keel_dtype_name(t->dtype), keel_shape_format(t->dims, t->ndim, b, sizeof b));
+      keel_tensor_retain(dst);
+    } else if (m->has_out_alloc[k]) {
+      keel_output_allocator *oa = &m->out_alloc[k];
+      keel_tensor *w = m->alloc_wrapped[k];
+      void *cur = w ? w->data : NULL;
+      void *mem = oa->reallocate(oa->user, output_name(m, k), cur, t->nbytes, 64);
+      if (!mem)
+        return keel_error(KEEL_OUT_OF_MEMORY, "the output allocator returned no memory for output %d ('%s', %zu bytes)", k,
+                          output_name(m, k), t->nbytes);
+      if (!w || mem != cur || w->dtype != t->dtype || !keel_shape_equal(w->dims, w->ndim, t->dims, t->ndim)) {
+        keel_tensor_release(w);
+        m->alloc_wrapped[k] = NULL;
+        KEEL_TRY(keel_tensor_wrap(t->dtype, t->dims, t->ndim, mem, t->nbytes, NULL, NULL, &m->alloc_wrapped[k]));
+      }
+      if (oa->notify_shape) oa->notify_shape(oa->user, output_name(m, k), t->dims, t->ndim);
+      dst = keel_tensor_retain(m->alloc_wrapped[k]);
+    } else {
+      continue;
+    }
+    if (t->nbytes) memcpy(dst->data, t->data, t->nbytes);
+    keel_tensor_release(t);
+    c->outputs[k] = dst;
+  }
+  return NULL;
+}
+
 keel_status *keel_call_wait(keel_call *c, keel_tensor **out, size_t n_out) {
   if (!c) return keel_error(KEEL_INVALID_ARGUMENT, "keel_call_wait: call is NULL");
   keel_module *m = c->m;
@@ -700,6 +771,7 @@ keel_status *keel_call_wait(keel_call *c, keel_tensor **out, size_t n_out) {
   if (!s && n_out != (size_t)m->n_out)
     s = keel_error(KEEL_INVALID_ARGUMENT, "the model has %d outputs, got room for %zu", m->n_out, n_out);
   if (!s && n_out && !out) s = keel_error(KEEL_INVALID_ARGUMENT, "keel_call_wait: out is NULL");
+  if (!s && c->interp) s = deliver_interp_outputs(m, c);
   if (!s) {
     for (int k = 0; k < m->n_out; k++) {
       out[k] = c->outputs[k]; /* ownership moves to the caller */

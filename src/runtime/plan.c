@@ -98,12 +98,49 @@ static size_t assign_offsets(live_buf *bufs, int n) {
   return total;
 }
 
+/* Inputs against the model's declarations: dtype, rank, fixed dims; sizes must not overflow. */
+keel_status *keel_check_inputs(const keel_graph *g, const keel_view *inputs, int n_inputs) {
+  if (n_inputs != g->n_inputs)
+    return keel_error(KEEL_INVALID_ARGUMENT, "the model has %d inputs, got %d", g->n_inputs, n_inputs);
+  for (int i = 0; i < g->n_inputs; i++) {
+    const keel_view *in = &inputs[i];
+    const keel_value *gv = &g->values[g->inputs[i]];
+    if (gv->dtype != KEEL_DTYPE_UNDEFINED && in->dtype != gv->dtype)
+      return keel_error(KEEL_SHAPE_MISMATCH, "input '%s' has dtype %s, the model expects %s", gv->name,
+                        keel_dtype_name(in->dtype), keel_dtype_name(gv->dtype));
+    if (in->ndim < 0 || in->ndim > KEEL_MAX_DIMS)
+      return keel_error(KEEL_SHAPE_MISMATCH, "input '%s' has rank %d, outside 0..%d", gv->name, in->ndim, KEEL_MAX_DIMS);
+    if (gv->ndim >= 0) {
+      char a[128], b[128];
+      bool ok = in->ndim == gv->ndim;
+      for (int d = 0; ok && d < gv->ndim; d++)
+        if (gv->dims[d] >= 0 && gv->dims[d] != in->dims[d]) ok = false;
+      if (!ok) {
+        /* print the declared shape with the symbolic names */
+        size_t off = 0;
+        off += (size_t)snprintf(b + off, sizeof b - off, "[");
+        for (int d = 0; d < gv->ndim && off < sizeof b; d++) {
+          if (gv->dims[d] >= 0) off += (size_t)snprintf(b + off, sizeof b - off, d ? ",%lld" : "%lld", (long long)gv->dims[d]);
+          else off += (size_t)snprintf(b + off, sizeof b - off, d ? ",%s" : "%s", gv->dim_params[d] ? gv->dim_params[d] : "?");
+        }
+        if (off < sizeof b) snprintf(b + off, sizeof b - off, "]");
+        return keel_error(KEEL_SHAPE_MISMATCH, "input '%s' has shape %s, the model expects %s", gv->name,
+                          keel_shape_format(in->dims, in->ndim, a, sizeof a), b);
+      }
+    }
+    int64_t numel;
+    size_t nb;
+    if (!keel_shape_numel(in->dims, in->ndim, &numel) || !keel_shape_nbytes(numel, keel_dtype_size(in->dtype), &nb))
+      return keel_error(KEEL_SHAPE_MISMATCH, "input '%s' has an invalid or overflowing shape", gv->name);
+  }
+  return NULL;
+}
+
 keel_status *keel_plan_create(const keel_graph *g, const keel_view *inputs, int n_inputs, uint64_t value_input_mask,
                               bool *needs_values, keel_plan **out) {
   *out = NULL;
   if (needs_values) *needs_values = false;
-  if (n_inputs != g->n_inputs)
-    return keel_error(KEEL_INVALID_ARGUMENT, "the model has %d inputs, got %d", g->n_inputs, n_inputs);
+  KEEL_TRY(keel_check_inputs(g, inputs, n_inputs));
   keel_status *err = NULL;
   keel_plan *p = calloc(1, sizeof *p);
   if (!p) return keel_error(KEEL_OUT_OF_MEMORY, "out of memory creating a plan");
@@ -157,39 +194,11 @@ keel_status *keel_plan_create(const keel_graph *g, const keel_view *inputs, int 
   }
   for (int i = 0; i < g->n_inputs; i++) {
     const keel_view *in = &inputs[i];
-    const keel_value *gv = &g->values[g->inputs[i]];
     keel_plan_value *pv = &p->values[g->inputs[i]];
-    if (gv->dtype != KEEL_DTYPE_UNDEFINED && in->dtype != gv->dtype) {
-      err = keel_error(KEEL_SHAPE_MISMATCH, "input '%s' has dtype %s, the model expects %s", gv->name,
-                       keel_dtype_name(in->dtype), keel_dtype_name(gv->dtype));
-      goto fail;
-    }
-    if (gv->ndim >= 0) {
-      char a[128], b[128];
-      bool ok = in->ndim == gv->ndim;
-      for (int d = 0; ok && d < gv->ndim; d++)
-        if (gv->dims[d] >= 0 && gv->dims[d] != in->dims[d]) ok = false;
-      if (!ok) {
-        /* print the declared shape with '?' for symbolic dims */
-        size_t off = 0;
-        off += (size_t)snprintf(b + off, sizeof b - off, "[");
-        for (int d = 0; d < gv->ndim && off < sizeof b; d++) {
-          if (gv->dims[d] >= 0) off += (size_t)snprintf(b + off, sizeof b - off, d ? ",%lld" : "%lld", (long long)gv->dims[d]);
-          else off += (size_t)snprintf(b + off, sizeof b - off, d ? ",%s" : "%s", gv->dim_params[d] ? gv->dim_params[d] : "?");
-        }
-        if (off < sizeof b) snprintf(b + off, sizeof b - off, "]");
-        err = keel_error(KEEL_SHAPE_MISMATCH, "input '%s' has shape %s, the model expects %s", gv->name,
-                         keel_shape_format(in->dims, in->ndim, a, sizeof a), b);
-        goto fail;
-      }
-    }
     int64_t numel;
     size_t nb;
-    if (in->ndim < 0 || in->ndim > KEEL_MAX_DIMS || !keel_shape_numel(in->dims, in->ndim, &numel) ||
-        !keel_shape_nbytes(numel, keel_dtype_size(in->dtype), &nb)) {
-      err = keel_error(KEEL_SHAPE_MISMATCH, "input '%s' has an invalid shape", gv->name);
-      goto fail;
-    }
+    keel_shape_numel(in->dims, in->ndim, &numel);
+    keel_shape_nbytes(numel, keel_dtype_size(in->dtype), &nb);
     pv->dtype = in->dtype;
     pv->ndim = in->ndim;
     memcpy(pv->dims, in->dims, sizeof(int64_t) * (size_t)in->ndim);
@@ -228,6 +237,11 @@ keel_status *keel_plan_create(const keel_graph *g, const keel_view *inputs, int 
       if (p->values[v].loc != KEEL_LOC_CONST) all_known = false;
     }
     for (int k = 0; k < n->n_outputs; k++) memset(&scratch_out[k], 0, sizeof scratch_out[k]);
+    if (!n->op->run) { /* control flow: only the interpreter runs it */
+      if (needs_values) *needs_values = true;
+      err = keel_error(KEEL_UNSUPPORTED, "%s needs the interpreter", keel_node_desc(n));
+      goto fail;
+    }
     keel_tls_needs_value = false;
     err = n->op->infer(n, scratch_in, n->n_inputs, scratch_out, n->n_outputs);
     if (err) {

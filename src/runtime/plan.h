@@ -73,6 +73,8 @@ typedef struct keel_plan {
 keel_status *keel_plan_create(const keel_graph *g, const keel_view *inputs, int n_inputs, uint64_t value_input_mask,
                               bool *needs_values, keel_plan **out);
 void keel_plan_destroy(keel_plan *p);
+/* Validate inputs against the graph's declared dtypes and shapes (also used by the interpreter path). */
+keel_status *keel_check_inputs(const keel_graph *g, const keel_view *inputs, int n_inputs);
 
 /* Shapes of graph outputs as planned. */
 const keel_plan_value *keel_plan_output(const keel_plan *p, int k);
@@ -82,7 +84,5 @@ const keel_plan_value *keel_plan_output(const keel_plan *p, int k);
 keel_status *keel_plan_execute(const keel_plan *p, void *arena, void *const *inputs, void *const *outputs,
                                keel_view *views, int num_threads);
 
-/* Set by keel_need_value in the current thread; planning uses it to tell "needs an input's value" apart. */
-extern _Thread_local bool keel_tls_needs_value;
 
 #endif

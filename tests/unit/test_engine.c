@@ -100,7 +100,7 @@ TEST(elementwise_chain_runs_in_place) {
   if (!e) return;
   keel_view in = {KEEL_FLOAT32, 2, {64, 1024}, NULL};
   keel_plan *p = NULL;
-  CHECK_OK(keel_engine_plan(e, &in, 1, &p));
+  CHECK_OK(keel_engine_plan(e, &in, 1, &p, NULL));
   if (p) {
     const size_t one = 64 * 1024 * 4;
     CHECK(p->n_steps == 8);
@@ -119,7 +119,7 @@ TEST(shape_chains_fold_while_planning) {
   for (int k = 0; k < 2; k++) {
     keel_view in = {KEEL_FLOAT32, 3, {shapes[k][0], shapes[k][1], shapes[k][2]}, NULL};
     keel_plan *p = NULL;
-    CHECK_OK(keel_engine_plan(e, &in, 1, &p));
+    CHECK_OK(keel_engine_plan(e, &in, 1, &p, NULL));
     if (p) {
       CHECK(p->n_steps == 2); /* Reshape and Relu; the shape arithmetic is gone */
       keel_plan_destroy(p);

@@ -505,7 +505,65 @@ TEST(mode_switch_and_trim) {
   keel_engine_release(e);
 }
 
-RUN_TESTS(preallocated_never_reuses_held_outputs, persistent_returns_same_storage, fresh_allocates_every_call,
+/* Data-dependent shapes and control flow run in the interpreter, in every mode, with callbacks too. */
+TEST(interpreter_models) {
+  TEST_BEGIN("interpreter_models");
+  keel_engine *e = load("engine/nonzero.onnx"), *eif = load("engine/if_sign.onnx");
+  if (!e || !eif) return;
+  float vals[2][6] = {{1, -1, 2, 0, 3, -4}, {-1, -2, 5, 0, 0, 0}};
+  int64_t d6[] = {6};
+  for (int mode = 0; mode < 3; mode++) {
+    keel_module *m = module(e, (keel_output_mode)mode, KEEL_DEVICE_CPU, NULL);
+    if (!m) return;
+    for (int k = 0; k < 2; k++) {
+      keel_tensor *x = NULL, *y = NULL;
+      CHECK_OK(keel_tensor_from_data(KEEL_FLOAT32, d6, 1, vals[k], &x));
+      CHECK_OK(keel_module_forward(m, &x, 1, &y, 1));
+      /* NonZero of x > 0, times 2 */
+      int64_t expect_n = k == 0 ? 3 : 1;
+      CHECK(y && keel_tensor_ndim(y) == 2 && keel_tensor_dims(y)[0] == 1 && keel_tensor_dims(y)[1] == expect_n);
+      const float *p = y ? keel_tensor_data(y) : NULL;
+      if (p && k == 0) CHECK(p[0] == 0 && p[1] == 4 && p[2] == 8);
+      if (p && k == 1) CHECK(p[0] == 4);
+      keel_tensor_release(x);
+      keel_tensor_release(y);
+    }
+    keel_module_destroy(m);
+  }
+  /* the output allocator learns the data-dependent shape */
+  keel_module *m = module(e, KEEL_OUTPUTS_FRESH, KEEL_DEVICE_CPU, NULL);
+  user_alloc u = {0};
+  keel_output_allocator oa = {ua_realloc, ua_notify, &u};
+  CHECK_OK(keel_module_set_output_allocator(m, 0, &oa));
+  keel_tensor *x = NULL, *y = NULL;
+  CHECK_OK(keel_tensor_from_data(KEEL_FLOAT32, d6, 1, vals[0], &x));
+  CHECK_OK(keel_module_forward(m, &x, 1, &y, 1));
+  CHECK(y && keel_tensor_data(y) == u.mem && u.notified == 1 && u.ndim == 2 && u.dims[1] == 3);
+  CHECK(u.mem && ((float *)u.mem)[2] == 8);
+  keel_tensor_release(y);
+  keel_tensor_release(x);
+  keel_module_destroy(m);
+  free(u.mem);
+  /* If with outer-scope reads */
+  m = module(eif, KEEL_OUTPUTS_PREALLOCATED, KEEL_DEVICE_CPU, NULL);
+  float a[4] = {1, 2, 3, -1}, b[4] = {-1, -2, 1, 0};
+  int64_t d4[] = {4};
+  for (int k = 0; k < 2; k++) {
+    x = NULL;
+    y = NULL;
+    CHECK_OK(keel_tensor_from_data(KEEL_FLOAT32, d4, 1, k ? b : a, &x));
+    CHECK_OK(keel_module_forward(m, &x, 1, &y, 1));
+    const float *p = y ? keel_tensor_data(y) : NULL;
+    for (int i = 0; p && i < 4; i++) CHECK(p[i] == (k ? -b[i] : 2 * a[i]));
+    keel_tensor_release(x);
+    keel_tensor_release(y);
+  }
+  keel_module_destroy(m);
+  keel_engine_release(e);
+  keel_engine_release(eif);
+}
+
+RUN_TESTS(interpreter_models, preallocated_never_reuses_held_outputs, persistent_returns_same_storage, fresh_allocates_every_call,
           shape_changes_replan_and_cache, shape_feeding_values_are_in_the_key, outputs_never_alias_inputs,
           bound_outputs, output_allocator_callback, async_calls_in_flight, sim_device_counts_device_allocations,
           errors_leave_module_usable, fault_injection_sweep, outputs_outlive_module, mode_switch_and_trim)

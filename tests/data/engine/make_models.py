@@ -82,3 +82,32 @@ g = helper.make_graph(
     [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["B", 8])], [Wm, bm])
 save(helper.make_model(g, opset_imports=opset()), "matmul_bias_relu.onnx")
 print("wrote engine test models to", HERE)
+
+# Data-dependent output shape: NonZero of (x > 0), then a float op on it. Only the interpreter can run it.
+g = helper.make_graph(
+    [helper.make_node("Greater", ["x", "zero_f"], ["pos"]),
+     helper.make_node("NonZero", ["pos"], ["idx"]),
+     helper.make_node("Cast", ["idx"], ["idxf"], to=TensorProto.FLOAT),
+     helper.make_node("Mul", ["idxf", "two"], ["y"])],
+    "nonzero",
+    [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N"])],
+    [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, "K"])],
+    [numpy_helper.from_array(np.array(0, np.float32), "zero_f"),
+     numpy_helper.from_array(np.array(2, np.float32), "two")])
+save(helper.make_model(g, opset_imports=opset()), "nonzero.onnx")
+
+# Control flow: If on a data-dependent condition, each branch reading an outer-scope value.
+then_g = helper.make_graph([helper.make_node("Add", ["x", "x"], ["t"])], "then", [],
+                           [helper.make_tensor_value_info("t", TensorProto.FLOAT, None)])
+else_g = helper.make_graph([helper.make_node("Neg", ["x"], ["e"])], "else", [],
+                           [helper.make_tensor_value_info("e", TensorProto.FLOAT, None)])
+g = helper.make_graph(
+    [helper.make_node("ReduceSum", ["x"], ["s"], keepdims=0),
+     helper.make_node("Greater", ["s", "zero_f"], ["c"]),
+     helper.make_node("If", ["c"], ["y"], then_branch=then_g, else_branch=else_g)],
+    "if_sign",
+    [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
+    [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])],
+    [numpy_helper.from_array(np.array(0, np.float32), "zero_f")])
+save(helper.make_model(g, opset_imports=opset()), "if_sign.onnx")
+print("wrote interpreter test models")
