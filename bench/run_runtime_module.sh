@@ -3,12 +3,12 @@
 # allocation counter, --sync on cpu, and --inflight 1 against 4 on sim (alternated REPS times). Writes raw text + JSON to OUT and
 # prints the markdown tables (bench/report.py).
 #
-#   bench/run_runtime_module.sh [BUILD_DIR] [OUT_DIR]     (defaults: build, bench/out)
+#   bench/run_runtime_module.sh [BUILD_DIR] [OUT_DIR]     (defaults: build, $TMPDIR/keel-bench-out)
 #   DURATION=5 WARMUP=1 REPS=3 REP_DURATION=2 bench/run_runtime_module.sh   (seconds per run)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${1:-$ROOT/build}
-OUT=${2:-$ROOT/bench/out}
+OUT=${2:-${TMPDIR:-/tmp}/keel-bench-out}
 DURATION=${DURATION:-5}
 WARMUP=${WARMUP:-1}
 REPS=${REPS:-3}

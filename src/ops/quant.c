@@ -125,7 +125,7 @@ static keel_status *q_layout(const keel_node *n, const char *what, const keel_vi
   if (block < 0) return keel_error(KEEL_INVALID_MODEL, "%s: block_size %lld is negative", what, (long long)block);
   memset(L, 0, sizeof *L);
   L->B = 1;
-  if (s_numel == 1 && sc->ndim <= 1 + (block > 0 ? x->ndim : 0)) {
+  if (s_numel == 1) {
     /* Per tensor (a scale of shape [1] counts too, as in the reference). */
     L->outer = 1, L->C = 1, L->inner = numel;
     return NULL;
@@ -435,8 +435,16 @@ static keel_status *dynq_run(Q_RUN_ARGS) {
  * lacks), 21 (block_size, output_dtype, 16-bit), 23 (precision, DequantizeLinear output_dtype). The kernels
  * read n->opset for the differences, so the spans share functions. */
 const keel_op_def keel_ops_quant[] = {
-    {"QuantizeLinear", "", 10, KEEL_MAX_OPSET, quant_infer, quant_run, NULL, -1},
-    {"DequantizeLinear", "", 10, KEEL_MAX_OPSET, dequant_infer, dequant_run, NULL, -1},
+    {"QuantizeLinear", "", 10, 12, quant_infer, quant_run, NULL, -1},
+    {"QuantizeLinear", "", 13, 18, quant_infer, quant_run, NULL, -1},
+    {"QuantizeLinear", "", 19, 20, quant_infer, quant_run, NULL, -1},
+    {"QuantizeLinear", "", 21, 22, quant_infer, quant_run, NULL, -1},
+    {"QuantizeLinear", "", 23, KEEL_MAX_OPSET, quant_infer, quant_run, NULL, -1},
+    {"DequantizeLinear", "", 10, 12, dequant_infer, dequant_run, NULL, -1},
+    {"DequantizeLinear", "", 13, 18, dequant_infer, dequant_run, NULL, -1},
+    {"DequantizeLinear", "", 19, 20, dequant_infer, dequant_run, NULL, -1},
+    {"DequantizeLinear", "", 21, 22, dequant_infer, dequant_run, NULL, -1},
+    {"DequantizeLinear", "", 23, KEEL_MAX_OPSET, dequant_infer, dequant_run, NULL, -1},
     {"DynamicQuantizeLinear", "", 11, KEEL_MAX_OPSET, dynq_infer, dynq_run, NULL, -1},
 };
 const int keel_ops_quant_count = (int)(sizeof keel_ops_quant / sizeof keel_ops_quant[0]);

@@ -12,7 +12,10 @@ KEEL_OP_FAMILY(loss)
 KEEL_OP_FAMILY(rnn)
 KEEL_OP_FAMILY(image)
 KEEL_OP_FAMILY(signal)
+KEEL_OP_FAMILY(misc)
 KEEL_OP_FAMILY(control)
+KEEL_OP_FAMILY(attention)
+KEEL_OP_FAMILY(extra)
 
 typedef struct {
   const keel_op_def *defs;
@@ -29,7 +32,10 @@ static const family families[] = {
     {keel_ops_rnn, &keel_ops_rnn_count},
     {keel_ops_image, &keel_ops_image_count},
     {keel_ops_signal, &keel_ops_signal_count},
+    {keel_ops_misc, &keel_ops_misc_count},
     {keel_ops_control, &keel_ops_control_count},
+    {keel_ops_attention, &keel_ops_attention_count},
+    {keel_ops_extra, &keel_ops_extra_count},
 };
 
 static bool domain_eq(const char *a, const char *b) {

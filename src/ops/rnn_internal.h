@@ -35,7 +35,7 @@ typedef struct rnn_cfg {
   rnn_kind kind;
   int gates;  /* 1 (RNN), 3 (GRU: z r h), 4 (LSTM: i o f c) */
   int n_act;  /* activations per direction: 1, 2, 3 */
-  int64_t S, B, I, H; /* seq_length, batch, input_size, hidden_size; -1 unknown (infer only) */
+  int64_t S, B, isz, H; /* seq_length, batch, input_size, hidden_size; -1 unknown (infer only) */
   int ndir, direction, layout;
   bool has_clip;
   float clip;

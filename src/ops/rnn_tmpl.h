@@ -75,7 +75,7 @@ static void RFN(mm_bt)(int64_t M, int64_t N, int64_t K, const RT *a, int64_t lda
 
 keel_status *RFN(rnn_run)(const rnn_cfg *c, const keel_view *in, keel_view *out, int n_out, bool want_y,
                           bool want_yh, bool want_yc, void *ws) {
-  const int64_t S = c->S, B = c->B, I = c->I, H = c->H, G = c->gates, GH = G * H;
+  const int64_t S = c->S, B = c->B, NI = c->isz, H = c->H, G = c->gates, GH = G * H;
   const int ndir = c->ndir;
   const RT *X = in[0].data, *Wall = in[1].data, *Rall = in[2].data;
   const RT *Ball = c->has_b ? in[3].data : NULL, *Pall = c->has_p ? in[7].data : NULL;
@@ -93,7 +93,7 @@ keel_status *RFN(rnn_run)(const rnn_cfg *c, const keel_view *in, keel_view *out,
   RT *rbh = bias + GH;
 
   /* sequence lengths, validated */
-  const keel_view *sl = &in[4];
+  const keel_view *sl = c->has_seq ? &in[4] : NULL;
   for (int64_t b = 0; c->has_seq && b < B; b++) {
     int64_t L = keel_view_get_i64(sl, b);
     if (L < 0 || L > S)
@@ -105,7 +105,7 @@ keel_status *RFN(rnn_run)(const rnn_cfg *c, const keel_view *in, keel_view *out,
 
   for (int d = 0; d < ndir; d++) {
     const bool reverse = c->direction == RNN_REVERSE || (c->direction == RNN_BIDIRECTIONAL && d == 1);
-    const RT *W = Wall + d * GH * I, *R = Rall + d * GH * H;
+    const RT *W = Wall + d * GH * NI, *R = Rall + d * GH * H;
     const rnn_act *act = c->act[d];
 
     /* Biases folded into the input projection; GRU with linear_before_reset keeps Rb_h apart because it
@@ -123,9 +123,9 @@ keel_status *RFN(rnn_run)(const rnn_cfg *c, const keel_view *in, keel_view *out,
     }
     for (int64_t r = 0; r < S * B; r++) memcpy(xw + r * GH, bias, (size_t)GH * sizeof(RT));
     if (c->layout == 0)
-      RFN(mm_bt)(S * B, GH, I, X, I, W, I, 1, xw, GH);
+      RFN(mm_bt)(S * B, GH, NI, X, NI, W, NI, 1, xw, GH);
     else /* X is [batch][seq][input]: one GEMM per batch row, written with stride batch*GH */
-      for (int64_t b = 0; b < B; b++) RFN(mm_bt)(S, GH, I, X + b * S * I, I, W, I, 1, xw + b * GH, B * GH);
+      for (int64_t b = 0; b < B; b++) RFN(mm_bt)(S, GH, NI, X + b * S * NI, NI, W, NI, 1, xw + b * GH, B * GH);
 
     /* Initial state: layout 0 [ndir][batch][H], layout 1 [batch][ndir][H]. */
     for (int64_t b = 0; b < B; b++) {
@@ -199,10 +199,11 @@ keel_status *RFN(rnn_run)(const rnn_cfg *c, const keel_view *in, keel_view *out,
             if (P)
               for (int64_t j = 0; j < H; j++) go[j] += P[H + j] * cb[j];
             RFN(act_apply)(&act[0], go, H, c->has_clip, clip);
-            /* h(C) goes through tmp so the cell state itself is never clipped */
+            /* h(C) goes through tmp so that the cell state stays as it is; clip applies to the gate
+             * inputs only (ONNX Runtime does not clip C before h either). */
             RT *hc = tmp + b * H;
             memcpy(hc, cb, (size_t)H * sizeof(RT));
-            RFN(act_apply)(&act[2], hc, H, c->has_clip, clip);
+            RFN(act_apply)(&act[2], hc, H, false, clip);
             for (int64_t j = 0; j < H; j++) hb[j] = go[j] * hc[j];
             break;
           }
@@ -215,8 +216,12 @@ keel_status *RFN(rnn_run)(const rnn_cfg *c, const keel_view *in, keel_view *out,
     }
     for (int64_t b = 0; b < B; b++) {
       const int64_t off = c->layout == 0 ? (d * B + b) * H : (b * ndir + d) * H;
-      if (Yh) memcpy(Yh + off, h + b * H, (size_t)H * sizeof(RT));
-      if (Yc) memcpy(Yc + off, cs + b * H, (size_t)H * sizeof(RT));
+      /* A row of length 0 gives zeros, not its initial state (as ONNX Runtime does). */
+      const bool empty = c->has_seq && keel_view_get_i64(sl, b) == 0;
+      for (int64_t j = 0; j < H; j++) {
+        if (Yh) Yh[off + j] = empty ? 0 : h[b * H + j];
+        if (Yc) Yc[off + j] = empty ? 0 : cs[b * H + j];
+      }
     }
   }
   (void)n_out;
