@@ -17,6 +17,8 @@ CONFIGS = [  # file suffix, what it is
     ("cpu.inflight4", "cpu, inflight 4"),
     ("sim", "sim (30 us alloc), inflight 1"),
     ("sim.libc", "sim, inflight 1, LD_PRELOAD counter"),
+    ("cpu-blas1.libc", "cpu, OPENBLAS_NUM_THREADS=1, LD_PRELOAD counter"),
+    ("sim-blas1.libc", "sim, OPENBLAS_NUM_THREADS=1, LD_PRELOAD counter"),
     ("sim-if1.r1", "sim, inflight 1 (rep 1)"),
     ("sim-if4.r1", "sim, inflight 4 (rep 1)"),
 ]
@@ -77,7 +79,7 @@ def check(runs, models):
     print("|---|---|---|---|")
     for model in models:
         # zero allocations in steady state, confirmed by the libc counter
-        for config in ("cpu.libc", "sim.libc"):
+        for config in ("cpu.libc", "sim.libc", "cpu-blas1.libc", "sim-blas1.libc"):
             doc = runs.get((model, config))
             if not doc:
                 continue

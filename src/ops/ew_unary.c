@@ -18,7 +18,7 @@
 #define EW_SQRT_2_PI 0.79788456080286535588
 
 /* expf that vectorizes (glibc's scalar expf does not at this build's flags): exp(x) = 2^n * e^r with
- * |r| <= ln2/2 (Cody-Waite split of ln2), a degree-6 polynomial for e^r, and 2^n applied in two halves so
+ * |r| <= ln2/2 (Cody-Waite split of ln2), a degree-7 Taylor polynomial for e^r, and 2^n applied in two halves so
  * results near the overflow and underflow edges stay right. Error within 2 ulp of expf. */
 static inline float ew_expf(float x) {
   float xc = x < -104.0f ? -104.0f : x;
@@ -26,7 +26,8 @@ static inline float ew_expf(float x) {
   const float n = rint(xc * 1.44269504088896341f);
   float r = xc - n * 0.693145751953125f;
   r = r - n * 1.42860682030941723212e-6f;
-  float q = 1.0f / 720;
+  float q = 1.0f / 5040;
+  q = q * r + 1.0f / 720;
   q = q * r + 1.0f / 120;
   q = q * r + 1.0f / 24;
   q = q * r + 1.0f / 6;

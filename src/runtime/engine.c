@@ -1,6 +1,8 @@
 /* Engine: load an ONNX model, optimize it once, and run it (simple synchronous path). */
 #define _GNU_SOURCE /* strdup, dirname */
+#include <cblas.h>
 #include <libgen.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,7 +25,16 @@ void keel_engine_options_init(keel_engine_options *opt) {
   opt->max_tensor_elements = (uint64_t)1 << 34;
 }
 
+/* OpenBLAS's threaded GEMM driver mallocs a job array on every call and spawns work on its own pool, which
+ * fights keel's threads and breaks "zero allocations per call". keel decides threading itself, so it runs
+ * OpenBLAS single-threaded unless the user asked otherwise through OPENBLAS_NUM_THREADS. */
+static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
+static void configure_blas(void) {
+  if (!getenv("OPENBLAS_NUM_THREADS")) openblas_set_num_threads(1);
+}
+
 static keel_status *build(keel_graph *g, const keel_engine_options *opt) {
+  pthread_once(&blas_once, configure_blas);
   KEEL_TRY(keel_pass_resolve_ops(g));
   KEEL_TRY(keel_pass_prepare_subgraphs(g));
   KEEL_TRY(keel_graph_toposort(g));

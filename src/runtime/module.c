@@ -35,7 +35,10 @@ struct keel_call {
   keel_tensor **inputs;  /* retained until the call ends */
   keel_tensor **outputs; /* handed to the caller by wait */
   void **in_ptrs, **out_ptrs;
-  void **staging; /* SIM: device copies of the inputs */
+  void **staging; /* SIM: this slot's device copies of the inputs (per slot, so copies for the next call
+                   * can run on the copy engine while this one computes) */
+  size_t *staging_cap;
+  uint64_t copy_ticket; /* SIM: the copy-engine task that stages this call's inputs */
   bool interp;    /* no static plan: the interpreter computes the outputs (allocating them) */
   keel_module_stats before;
 };
@@ -49,7 +52,8 @@ struct keel_module {
   bool owns_host_alloc;
   keel_device *device;
   keel_output_pool *pool;
-  keel_stream *stream; /* NULL when not async */
+  keel_stream *stream;      /* compute; NULL when not async */
+  keel_stream *copy_stream; /* SIM: the copy engine (host->device), overlapping compute */
   int n_in, n_out;
   plan_entry *plans;
   int n_plans;
@@ -60,8 +64,6 @@ struct keel_module {
   keel_view *in_views;
   void *arena;
   size_t arena_cap;
-  void **staging;
-  size_t *staging_cap;
   keel_tensor **prepared;
   keel_tensor **persistent;
   keel_tensor **bound;
@@ -150,8 +152,6 @@ keel_status *keel_module_create(keel_engine *engine, const keel_module_options *
   m->key_cap = ni * (8 + 8 * KEEL_MAX_DIMS + 64 * 8);
   m->key = malloc(m->key_cap);
   m->in_views = calloc(ni, sizeof *m->in_views);
-  m->staging = calloc(ni, sizeof *m->staging);
-  m->staging_cap = calloc(ni, sizeof *m->staging_cap);
   m->prepared = calloc(no, sizeof *m->prepared);
   m->persistent = calloc(no, sizeof *m->persistent);
   m->bound = calloc(no, sizeof *m->bound);
@@ -160,7 +160,7 @@ keel_status *keel_module_create(keel_engine *engine, const keel_module_options *
   m->alloc_wrapped = calloc(no, sizeof *m->alloc_wrapped);
   m->n_calls = o.max_inflight;
   m->calls = calloc((size_t)m->n_calls, sizeof *m->calls);
-  bool ok = m->plans && m->key && m->in_views && m->staging && m->staging_cap && m->prepared && m->persistent &&
+  bool ok = m->plans && m->key && m->in_views && m->prepared && m->persistent &&
             m->bound && m->out_alloc && m->has_out_alloc && m->alloc_wrapped && m->calls;
   for (int c = 0; ok && c < m->n_calls; c++) {
     keel_call *k = &m->calls[c];
@@ -169,7 +169,9 @@ keel_status *keel_module_create(keel_engine *engine, const keel_module_options *
     k->outputs = calloc(no, sizeof *k->outputs);
     k->in_ptrs = calloc(ni, sizeof *k->in_ptrs);
     k->out_ptrs = calloc(no, sizeof *k->out_ptrs);
-    ok = k->inputs && k->outputs && k->in_ptrs && k->out_ptrs;
+    k->staging = calloc(ni, sizeof *k->staging);
+    k->staging_cap = calloc(ni, sizeof *k->staging_cap);
+    ok = k->inputs && k->outputs && k->in_ptrs && k->out_ptrs && k->staging && k->staging_cap;
   }
   if (!ok) {
     s = keel_error(KEEL_OUT_OF_MEMORY, "out of memory creating a module");
@@ -177,6 +179,10 @@ keel_status *keel_module_create(keel_engine *engine, const keel_module_options *
   }
   if (o.async) {
     s = keel_stream_create(2 * m->n_calls + 2, &m->stream);
+    if (s) goto fail;
+  }
+  if (o.device != KEEL_DEVICE_CPU) {
+    s = keel_stream_create(2 * m->n_calls + 2, &m->copy_stream);
     if (s) goto fail;
   }
   m->engine = keel_engine_retain(engine);
@@ -203,6 +209,7 @@ void keel_module_destroy(keel_module *m) {
     keel_stream_synchronize(m->stream);
     keel_stream_destroy(m->stream);
   }
+  if (m->copy_stream) keel_stream_destroy(m->copy_stream);
   /* Calls submitted but never waited: their task ran; drop what they hold. */
   for (int c = 0; m->calls && c < m->n_calls; c++) {
     keel_call *k = &m->calls[c];
@@ -215,6 +222,10 @@ void keel_module_destroy(keel_module *m) {
     free(k->outputs);
     free(k->in_ptrs);
     free(k->out_ptrs);
+    for (int i = 0; k->staging && i < m->n_in; i++)
+      if (k->staging[i]) keel_allocator_free(m->device->memory, k->staging[i], k->staging_cap[i]);
+    free(k->staging);
+    free(k->staging_cap);
   }
   free(m->calls);
   for (int i = 0; m->prepared && i < m->n_out; i++) keel_tensor_release(m->prepared[i]);
@@ -223,13 +234,9 @@ void keel_module_destroy(keel_module *m) {
   for (int i = 0; m->alloc_wrapped && i < m->n_out; i++) keel_tensor_release(m->alloc_wrapped[i]);
   for (int i = 0; m->plans && i < m->opt.plan_cache_size; i++) free_plan_entry(&m->plans[i]);
   if (m->arena) keel_allocator_free(m->device->memory, m->arena, m->arena_cap);
-  for (int i = 0; m->staging && i < m->n_in; i++)
-    if (m->staging[i]) keel_allocator_free(m->device->memory, m->staging[i], m->staging_cap[i]);
   free(m->plans);
   free(m->key);
   free(m->in_views);
-  free(m->staging);
-  free(m->staging_cap);
   free(m->prepared);
   free(m->persistent);
   free(m->bound);
@@ -258,7 +265,8 @@ static void snapshot(keel_module *m, keel_module_stats *out) {
   out->pool_misses = p.misses;
   out->pool_bytes_idle = p.idle_bytes;
   uint64_t held = m->arena_cap + p.idle_bytes;
-  for (int i = 0; i < m->n_in; i++) held += m->staging_cap[i];
+  for (int c = 0; c < m->n_calls; c++)
+    for (int i = 0; i < m->n_in; i++) held += m->calls[c].staging_cap[i];
   for (int k = 0; k < m->n_out; k++) {
     if (m->prepared[k]) held += m->prepared[k]->storage->nbytes;
     if (m->persistent[k]) held += m->persistent[k]->storage->nbytes;
@@ -517,6 +525,13 @@ static keel_status *ensure_buffer(keel_module *m, void **buf, size_t *cap, size_
 
 /* ---- one call -------------------------------------------------------------------------------------------- */
 
+/* SIM copy engine: stage the inputs of one call into device memory. */
+static void copy_task(void *arg) {
+  keel_call *c = arg;
+  keel_module *m = c->m;
+  for (int i = 0; i < m->n_in; i++) keel_device_copy(m->device, c->in_ptrs[i], c->inputs[i]->data, c->inputs[i]->nbytes);
+}
+
 static void run_task(void *arg) {
   keel_call *c = arg;
   keel_module *m = c->m;
@@ -525,9 +540,7 @@ static void run_task(void *arg) {
     return;
   }
   const keel_plan *p = c->plan->plan;
-  if (m->device->kind != KEEL_DEVICE_CPU)
-    for (int i = 0; i < m->n_in; i++)
-      keel_device_copy(m->device, c->in_ptrs[i], c->inputs[i]->data, c->inputs[i]->nbytes);
+  if (m->copy_stream) keel_stream_wait(m->copy_stream, c->copy_ticket); /* inputs staged (a cross-stream event) */
   c->status = keel_plan_execute(p, c->arena, c->in_ptrs, c->out_ptrs, c->plan->views, m->opt.num_threads);
 }
 
@@ -543,6 +556,28 @@ static bool aliases_input(keel_tensor *const *inputs, int n_in, const keel_tenso
 
 static const char *output_name(const keel_module *m, int k) {
   return m->engine->graph->values[m->engine->graph->outputs[k]].name;
+}
+
+/* Memory for output k from the caller's output allocator, wrapped as a tensor of this dtype/shape (the
+ * wrapper is kept and reused while the memory and shape stay the same). */
+static keel_status *callback_output(keel_module *m, int k, keel_dtype dtype, const int64_t *dims, int ndim,
+                                    size_t nbytes, keel_tensor **out) {
+  keel_output_allocator *oa = &m->out_alloc[k];
+  keel_tensor *w = m->alloc_wrapped[k];
+  void *cur = w ? w->data : NULL;
+  void *mem = oa->reallocate(oa->user, output_name(m, k), cur, nbytes, 64);
+  if (!mem)
+    return keel_error(KEEL_OUT_OF_MEMORY, "the output allocator returned no memory for output %d ('%s', %zu bytes)", k,
+                      output_name(m, k), nbytes);
+  if (!w || mem != cur || w->dtype != dtype || !keel_shape_equal(w->dims, w->ndim, dims, ndim)) {
+    keel_tensor_release(w);
+    m->alloc_wrapped[k] = NULL;
+    KEEL_TRY(keel_tensor_wrap(dtype, dims, ndim, mem, nbytes, NULL, NULL, &m->alloc_wrapped[k]));
+    m->alloc_wrapped[k]->storage->device = (int)m->opt.device;
+  }
+  if (oa->notify_shape) oa->notify_shape(oa->user, output_name(m, k), dims, ndim);
+  *out = keel_tensor_retain(m->alloc_wrapped[k]);
+  return NULL;
 }
 
 /* The output tensor for index k of this call, per mode. */
@@ -562,24 +597,7 @@ static keel_status *take_output(keel_module *m, keel_tensor *const *inputs, int 
     *out = keel_tensor_retain(t);
     return NULL;
   }
-  if (m->has_out_alloc[k]) {
-    keel_output_allocator *oa = &m->out_alloc[k];
-    keel_tensor *w = m->alloc_wrapped[k];
-    void *cur = w ? w->data : NULL;
-    void *mem = oa->reallocate(oa->user, output_name(m, k), cur, pv->nbytes, 64);
-    if (!mem)
-      return keel_error(KEEL_OUT_OF_MEMORY, "the output allocator returned no memory for output %d ('%s', %zu bytes)", k,
-                        output_name(m, k), pv->nbytes);
-    if (!w || mem != cur || !same_shape(w, pv)) {
-      keel_tensor_release(w);
-      m->alloc_wrapped[k] = NULL;
-      KEEL_TRY(keel_tensor_wrap(pv->dtype, pv->dims, pv->ndim, mem, pv->nbytes, NULL, NULL, &m->alloc_wrapped[k]));
-      m->alloc_wrapped[k]->storage->device = (int)m->opt.device;
-    }
-    if (oa->notify_shape) oa->notify_shape(oa->user, output_name(m, k), pv->dims, pv->ndim);
-    *out = keel_tensor_retain(m->alloc_wrapped[k]);
-    return NULL;
-  }
+  if (m->has_out_alloc[k]) return callback_output(m, k, pv->dtype, pv->dims, pv->ndim, pv->nbytes, out);
   keel_tensor *t = NULL;
   switch (m->opt.output_mode) {
     case KEEL_OUTPUTS_FRESH:
@@ -691,9 +709,19 @@ keel_status *keel_module_submit(keel_module *m, keel_tensor *const *inputs, size
     c->inputs[i] = keel_tensor_retain(inputs[i]);
     c->in_ptrs[i] = inputs[i]->data;
     if (m->device->kind != KEEL_DEVICE_CPU) {
-      s = ensure_buffer(m, &m->staging[i], &m->staging_cap[i], inputs[i]->nbytes, "device copy of an input");
-      if (s) goto fail;
-      c->in_ptrs[i] = m->staging[i];
+      /* the slot is free, so no call in flight reads its staging buffers: grow without waiting */
+      if (c->staging_cap[i] < inputs[i]->nbytes) {
+        if (c->staging[i]) keel_allocator_free(m->device->memory, c->staging[i], c->staging_cap[i]);
+        c->staging_cap[i] = 0;
+        c->staging[i] = keel_allocator_alloc(m->device->memory, inputs[i]->nbytes);
+        if (!c->staging[i]) {
+          s = keel_error(KEEL_OUT_OF_MEMORY, "out of memory allocating the device copy of input %d (%zu bytes)", i,
+                         inputs[i]->nbytes);
+          goto fail;
+        }
+        c->staging_cap[i] = inputs[i]->nbytes;
+      }
+      c->in_ptrs[i] = c->staging[i];
     }
   }
   for (int k = 0; k < m->n_out; k++) {
@@ -705,6 +733,7 @@ keel_status *keel_module_submit(keel_module *m, keel_tensor *const *inputs, size
   c->plan->inflight++;
   c->arena = m->arena;
   c->status = NULL;
+  if (m->copy_stream) c->copy_ticket = keel_stream_enqueue(m->copy_stream, copy_task, c);
   if (m->stream) {
     c->ticket = keel_stream_enqueue(m->stream, run_task, c);
     prepare_next(m); /* overlaps with the compute just enqueued */
@@ -737,20 +766,7 @@ static keel_status *deliver_interp_outputs(keel_module *m, keel_call *c) {
                           keel_dtype_name(t->dtype), keel_shape_format(t->dims, t->ndim, b, sizeof b));
       keel_tensor_retain(dst);
     } else if (m->has_out_alloc[k]) {
-      keel_output_allocator *oa = &m->out_alloc[k];
-      keel_tensor *w = m->alloc_wrapped[k];
-      void *cur = w ? w->data : NULL;
-      void *mem = oa->reallocate(oa->user, output_name(m, k), cur, t->nbytes, 64);
-      if (!mem)
-        return keel_error(KEEL_OUT_OF_MEMORY, "the output allocator returned no memory for output %d ('%s', %zu bytes)", k,
-                          output_name(m, k), t->nbytes);
-      if (!w || mem != cur || w->dtype != t->dtype || !keel_shape_equal(w->dims, w->ndim, t->dims, t->ndim)) {
-        keel_tensor_release(w);
-        m->alloc_wrapped[k] = NULL;
-        KEEL_TRY(keel_tensor_wrap(t->dtype, t->dims, t->ndim, mem, t->nbytes, NULL, NULL, &m->alloc_wrapped[k]));
-      }
-      if (oa->notify_shape) oa->notify_shape(oa->user, output_name(m, k), t->dims, t->ndim);
-      dst = keel_tensor_retain(m->alloc_wrapped[k]);
+      KEEL_TRY(callback_output(m, k, t->dtype, t->dims, t->ndim, t->nbytes, &dst));
     } else {
       continue;
     }

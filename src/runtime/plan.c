@@ -270,7 +270,8 @@ keel_status *keel_plan_create(const keel_graph *g, const keel_view *inputs, int 
       out_bytes += nb;
     }
     /* Fold while planning: shape-only ops always; others when inputs are known and outputs small. */
-    if ((shape_only_op(n) || all_known) && out_bytes <= FOLD_MAX_BYTES) {
+    /* (nodes without inputs are random generators: they must run every call) */
+    if ((shape_only_op(n) || (all_known && n->n_inputs > 0)) && out_bytes <= FOLD_MAX_BYTES) {
       bool ok = true;
       for (int k = 0; k < n->n_outputs && ok; k++) {
         int v = n->outputs[k];
@@ -389,15 +390,8 @@ keel_status *keel_plan_create(const keel_graph *g, const keel_view *inputs, int 
     if (p->values[v].loc == KEEL_LOC_ARENA && buf_of[v] >= 0) p->values[v].offset = bufs[buf_of[v]].offset;
   p->workspace_offset = arena;
   p->arena_bytes = arena + align_up(p->workspace_bytes);
-
-  free(def_step);
-  free(last_use);
-  free(buf_of);
-  free(bufs);
-  free(scratch_in);
-  free(scratch_out);
   *out = p;
-  return NULL;
+  p = NULL;
 fail:
   free(def_step);
   free(last_use);
