@@ -11,6 +11,7 @@ int keel_cmd_run(int argc, char **argv);
 int keel_cmd_test(int argc, char **argv);
 int keel_cmd_info(int argc, char **argv);
 int keel_cmd_bench(int argc, char **argv);
+int keel_cmd_ops(int argc, char **argv);
 
 /* --shape NAME=DIMS overrides ("1x3x224x224" or "1,3,224,224"). */
 typedef struct cli_shape {

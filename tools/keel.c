@@ -19,6 +19,7 @@ static void usage(FILE *f) {
           "        [--iterations N] [--duration S] [--warmup S] [--threads N] [--device cpu|sim]\n"
           "        [--inflight K] [--json FILE]\n"
           "                      measure latency, throughput and allocations per call (like trtexec)\n"
+          "  ops                 the operators this keel implements, with their opset ranges\n"
           "  --version           version and compiled-in backends\n"
           "  --help              this message\n");
 }
@@ -41,6 +42,7 @@ int main(int argc, char **argv) {
   if (!strcmp(cmd, "test")) return keel_cmd_test(argc - 1, argv + 1);
   if (!strcmp(cmd, "info")) return keel_cmd_info(argc - 1, argv + 1);
   if (!strcmp(cmd, "bench")) return keel_cmd_bench(argc - 1, argv + 1);
+  if (!strcmp(cmd, "ops")) return keel_cmd_ops(argc - 1, argv + 1);
   fprintf(stderr, "keel: unknown command '%s'\n\n", cmd);
   usage(stderr);
   return 2;

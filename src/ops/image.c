@@ -203,7 +203,10 @@ static keel_status *gs_run(const keel_node *n, const keel_view *in, int n_in, ke
         double v = ld(gt, g->data, (b * opos + p) * r + (r - 1 - i));
         double pos = c.align ? (v + 1) / 2.0 * (double)(isz[i] - 1) : ((v + 1) * (double)isz[i] - 1) / 2.0;
         if (c.mode == GS_NEAREST) pos = nearbyint(pos); /* half to even, as PyTorch */
-        if (pos < lo[i] || pos > hi[i]) {
+        /* Linear and nearest move an outside coordinate inside first; cubic pads each of its taps instead
+         * (PyTorch and ONNX Runtime do this; the ONNX reference moves the coordinate for cubic too, which
+         * only differs for cubic with border / reflection padding). */
+        if (c.mode != GS_CUBIC && (pos < lo[i] || pos > hi[i])) {
           if (c.pad == GS_BORDER)
             pos = pos < 0 ? 0 : pos > (double)(isz[i] - 1) ? (double)(isz[i] - 1) : pos;
           else if (c.pad == GS_REFLECTION)

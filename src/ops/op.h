@@ -67,6 +67,10 @@ const keel_op_def *keel_op_find(const char *op_type, const char *domain, int ops
 /* Is any version of op_type/domain known at all? (for "unsupported at opset N" vs "unknown" messages) */
 bool keel_op_known(const char *op_type, const char *domain);
 
+/* Every definition, for listings (`keel ops`): i in [0, keel_op_def_count()). */
+int keel_op_def_count(void);
+const keel_op_def *keel_op_def_at(int i);
+
 /* ---- helpers for operator implementations (ops/op_util.c) ---- */
 int64_t keel_view_numel(const keel_view *v);
 size_t keel_view_nbytes(const keel_view *v);

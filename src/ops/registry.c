@@ -64,3 +64,17 @@ bool keel_op_known(const char *op_type, const char *domain) {
         return true;
   return false;
 }
+
+int keel_op_def_count(void) {
+  int n = 0;
+  for (size_t f = 0; f < sizeof families / sizeof families[0]; f++) n += *families[f].count;
+  return n;
+}
+
+const keel_op_def *keel_op_def_at(int i) {
+  for (size_t f = 0; f < sizeof families / sizeof families[0]; f++) {
+    if (i < *families[f].count) return &families[f].defs[i];
+    i -= *families[f].count;
+  }
+  return NULL;
+}

@@ -366,9 +366,8 @@ static keel_status *win_run(const keel_node *n, const keel_view *in, int n_in, k
   for (int64_t i = 0; i < size; i++) {
     const double a = 2.0 * M_PI * (double)i / N;
     double v;
-    if (N == 0)
-      v = 1.0; /* one-point symmetric window (as torch) */
-    else if (op[0] == 'H' && op[2] == 'n') /* HannWindow */
+    /* A one-point symmetric window divides 0 by 0: NaN, as the ONNX reference and ONNX Runtime give. */
+    if (op[0] == 'H' && op[2] == 'n') /* HannWindow */
       v = 0.5 - 0.5 * cos(a);
     else if (op[0] == 'H') /* HammingWindow */
       v = 25.0 / 46.0 - (21.0 / 46.0) * cos(a);
@@ -433,6 +432,11 @@ static keel_status *mel_run(const keel_node *n, const keel_view *in, int n_in, k
         for (int64_t j = l; j <= ctr && j < nb; j++)
           if (j >= 0) st(t, out[0].data, j * M + i, (double)(j - l) / (double)(ctr - l));
       }
+      if (r >= nb)
+        return keel_error(KEEL_INVALID_ARGUMENT,
+                          "upper_edge_hertz %g gives mel filter %lld ending at bin %lld, past the %lld bins of "
+                          "dft_length %lld at sample_rate %lld", hi, (long long)i, (long long)r, (long long)nb,
+                          (long long)dft, (long long)sr);
       if (r - ctr > 0)
         for (int64_t j = ctr; j < r && j < nb; j++)
           if (j >= 0) st(t, out[0].data, j * M + i, (double)(r - j) / (double)(r - ctr));
