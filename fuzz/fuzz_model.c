@@ -63,10 +63,19 @@ static void run_once(keel_engine *e) {
       ok = 0;
       break;
     }
-    if (keel_dtype_size(info.dtype) == 0) { /* string, complex, undefined: keel refuses them anyway */
+    if (keel_dtype_size(info.dtype) == 0) { /* string, undefined: no tensor can be made */
       ok = 0;
       break;
     }
+#ifdef KEEL_FUZZ_MASK_KNOWN
+    /* Known bug, masked in the libFuzzer build only so that fuzzing reaches past it (the replay build keeps
+     * reproducing it from fuzz/regressions/model/pad_complex_pads_recursion.onnx): a complex input read as a
+     * shape value sends keel_view_get_i64/keel_view_get_f64 (src/ops/op_util.c) into endless recursion. */
+    if (info.dtype == KEEL_COMPLEX64 || info.dtype == KEEL_COMPLEX128) {
+      ok = 0;
+      break;
+    }
+#endif
     int64_t dims[KEEL_MAX_DIMS];
     int ndim = info.ndim < 0 ? 1 : info.ndim;
     if (ndim > KEEL_MAX_DIMS) ndim = KEEL_MAX_DIMS;
