@@ -507,5 +507,8 @@ const keel_op_def keel_ops_attention[] = {
     {"Attention", "", 23, KEEL_MAX_OPSET, attn_infer, attn_run, attn_ws, -1},
     {"RMSNormalization", "", 23, KEEL_MAX_OPSET, rms_infer, rms_run, NULL, -1},
     {"RotaryEmbedding", "", 23, KEEL_MAX_OPSET, rope_infer, rope_run, NULL, -1},
+    {"LinearAttention", "", 27, KEEL_MAX_OPSET, keel_at_linattn_infer, keel_at_linattn_run, keel_at_linattn_ws, -1},
+    {"CausalConvWithState", "", 27, KEEL_MAX_OPSET, keel_at_causalconv_infer, keel_at_causalconv_run, NULL, -1},
+    {"FlexAttention", "ai.onnx.preview", 1, 1, keel_at_flex_infer, keel_at_flex_run, keel_at_flex_ws, -1},
 };
 const int keel_ops_attention_count = (int)(sizeof keel_ops_attention / sizeof keel_ops_attention[0]);

@@ -27,7 +27,15 @@ int64_t keel_view_get_i64(const keel_view *v, int64_t i) {
     case KEEL_UINT16: { uint16_t x; memcpy(&x, p + i * 2, 2); return x; }
     case KEEL_UINT32: { uint32_t x; memcpy(&x, p + i * 4, 4); return x; }
     case KEEL_UINT64: { uint64_t x; memcpy(&x, p + i * 8, 8); return (int64_t)x; }
-    default: return (int64_t)keel_view_get_f64(v, i);
+    case KEEL_FLOAT32: case KEEL_FLOAT64: case KEEL_FLOAT16: case KEEL_BFLOAT16: {
+      double d = keel_view_get_f64(v, i);
+      /* saturate instead of the undefined behaviour of an out-of-range conversion */
+      if (!(d == d)) return 0;
+      if (d >= 9.2233720368547758e18) return INT64_MAX;
+      if (d <= -9.2233720368547758e18) return INT64_MIN;
+      return (int64_t)d;
+    }
+    default: return 0; /* callers validate dtypes; never recurse on types neither side knows */
   }
 }
 
@@ -38,7 +46,10 @@ double keel_view_get_f64(const keel_view *v, int64_t i) {
     case KEEL_FLOAT64: { double x; memcpy(&x, p + i * 8, 8); return x; }
     case KEEL_FLOAT16: { uint16_t x; memcpy(&x, p + i * 2, 2); return keel_half_to_float(x); }
     case KEEL_BFLOAT16: { uint16_t x; memcpy(&x, p + i * 2, 2); return keel_bfloat16_to_float(x); }
-    default: return (double)keel_view_get_i64(v, i);
+    case KEEL_INT64: case KEEL_INT32: case KEEL_INT16: case KEEL_INT8: case KEEL_UINT8: case KEEL_BOOL:
+    case KEEL_UINT16: case KEEL_UINT32: case KEEL_UINT64:
+      return (double)keel_view_get_i64(v, i);
+    default: return 0;
   }
 }
 

@@ -409,7 +409,7 @@ static void *value_data(const keel_plan *p, int v, void *arena, void *const *inp
     case KEEL_LOC_CONST: return pv->const_data;
     case KEEL_LOC_INPUT: return inputs[pv->index];
     case KEEL_LOC_OUTPUT: return outputs[pv->index];
-    case KEEL_LOC_ARENA: return (char *)arena + pv->offset;
+    case KEEL_LOC_ARENA: return arena ? (char *)arena + pv->offset : NULL;
     default: return NULL;
   }
 }
@@ -422,7 +422,7 @@ keel_status *keel_plan_execute(const keel_plan *p, void *arena, void *const *inp
     if (v >= 0) views[i].data = value_data(p, v, arena, inputs, outputs);
   }
   keel_exec ex;
-  ex.workspace = (char *)arena + p->workspace_offset;
+  ex.workspace = arena && p->workspace_bytes ? (char *)arena + p->workspace_offset : NULL; /* no NULL + offset */
   ex.workspace_bytes = p->workspace_bytes;
   ex.num_threads = num_threads;
   for (int s = 0; s < p->n_steps; s++) {
