@@ -110,7 +110,7 @@ static const char *const usage_text =
     "usage: keel bench MODEL [--shape NAME=DIMS]... [--outputs fresh|preallocated|persistent|all]\n"
     "                  [--iterations N] [--duration S] [--warmup S] [--threads N] [--device cpu|sim]\n"
     "                  [--inflight K] [--sim-alloc-us X] [--sim-free-us X] [--json FILE]\n"
-    "                  [--sync] [--progress | --no-progress]\n"
+    "                  [--sync | --async] [--progress | --no-progress]\n"
     "\n"
     "  --shape NAME=DIMS   input shape, e.g. data=1x3x224x224 (symbolic dims default to 1)\n"
     "  --outputs MODE      output mode to measure; all (default) interleaves the three round-robin\n"
@@ -121,7 +121,8 @@ static const char *const usage_text =
     "  --device cpu|sim    cpu (default) or the simulated accelerator (allocations cost like cudaMalloc)\n"
     "  --inflight K        keep K calls submitted per module (throughput mode; default 1)\n"
     "  --sim-alloc-us X    simulated device allocation cost (default 30 us); --sim-free-us likewise (10 us)\n"
-    "  --sync              cpu: compute on the calling thread (module option async = 0) instead of the stream\n"
+    "  --sync              cpu: compute on the calling thread (module option async = 0; the CPU default)\n"
+    "  --async             cpu: compute on the module's stream thread (async = 1; implied by --inflight > 1)\n"
     "  --json FILE         also write the results as JSON\n"
     "  --progress          progress line on stderr (default: when stderr is a terminal)\n"
     "\n"
@@ -678,7 +679,7 @@ int keel_cmd_bench(int argc, char **argv) {
   for (int i = 0; i < 3; i++) b->modes[i] = i;
   const char *json = NULL;
   int progress = -1;
-  bool sync_calls = false;
+  bool sync_calls = false, async_calls = false;
   double sim_alloc = -1, sim_free = -1;
   const char *device_arg = "cpu";
   for (int i = 1; i < argc; i++) {
@@ -690,6 +691,8 @@ int keel_cmd_bench(int argc, char **argv) {
       return 0;
     } else if (!strcmp(a, "--sync")) {
       sync_calls = true;
+    } else if (!strcmp(a, "--async")) {
+      async_calls = true;
     } else if (!strcmp(a, "--progress")) {
       progress = 1;
     } else if (!strcmp(a, "--no-progress")) {
@@ -768,7 +771,12 @@ int keel_cmd_bench(int argc, char **argv) {
     return bad_arg("--sync is for --device cpu (a device always computes on its stream; device is %s)", device_arg);
   if (sync_calls && b->inflight > 1)
     return bad_arg("%s", "--sync computes on the calling thread: it cannot keep several calls in flight (--inflight)");
+  if (sync_calls && async_calls) return bad_arg("%s", "--sync and --async contradict each other");
   if (sync_calls) b->opt.async = 0;
+  /* default: the module's own (the stream for devices, the caller's thread on the CPU); several calls in
+   * flight need the stream */
+  if (async_calls || b->inflight > 1) b->opt.async = 1;
+  if (b->opt.async < 0) b->opt.async = b->opt.device != KEEL_DEVICE_CPU;
   b->opt.max_inflight = b->inflight;
   b->progress = progress < 0 ? isatty(2) : progress;
 

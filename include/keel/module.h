@@ -54,7 +54,10 @@ typedef struct keel_output_allocator {
 typedef struct keel_module_options {
   keel_output_mode output_mode;  /* default FRESH */
   keel_device_kind device;       /* default CPU */
-  int async;                     /* 1 (default): compute on the stream, prepare next outputs meanwhile */
+  int async;                     /* 1: compute on the module's stream and prepare the next call's outputs
+                                    meanwhile; 0: compute on the caller's thread. -1 (default): 1 for
+                                    devices, 0 on the CPU, where a thread hand-off costs more than the
+                                    (pooled, already-faulted) buffers it would hide */
   int prefault;                  /* 1 (default): touch prepared buffers' pages off the critical path */
   int plan_cache_size;           /* plans kept per shape key (LRU); default 8 */
   uint64_t pool_limit_bytes;     /* idle bytes the output pool may keep; 0 = unlimited */

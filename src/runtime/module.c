@@ -79,7 +79,7 @@ void keel_module_options_init(keel_module_options *o) {
   memset(o, 0, sizeof *o);
   o->output_mode = KEEL_OUTPUTS_FRESH;
   o->device = KEEL_DEVICE_CPU;
-  o->async = 1;
+  o->async = -1;
   o->prefault = 1;
   o->plan_cache_size = 8;
   o->max_inflight = 4;
@@ -122,7 +122,8 @@ keel_status *keel_module_create(keel_engine *engine, const keel_module_options *
   if (o.plan_cache_size < 1) o.plan_cache_size = 1;
   if (o.max_inflight < 1) o.max_inflight = 1;
   if (o.num_threads < 1) o.num_threads = 1;
-  if (o.device == KEEL_DEVICE_SIM) o.async = 1; /* a device always computes on its stream */
+  if (o.async < 0) o.async = o.device != KEEL_DEVICE_CPU;
+  if (o.device != KEEL_DEVICE_CPU) o.async = 1; /* a device always computes on its stream */
   keel_module *m = calloc(1, sizeof *m);
   if (!m) return keel_error(KEEL_OUT_OF_MEMORY, "out of memory creating a module");
   keel_status *s = NULL;

@@ -65,6 +65,7 @@ TEST(module_pool_threads) {
   }
   keel_module_options o;
   keel_module_options_init(&o);
+  o.async = 1; /* stream threads and cross-thread releases together */
   CHECK_OK(keel_module_pool_create(engine, 2, &o, &pool));
   pthread_t th[THREADS];
   for (int t = 0; t < THREADS; t++) pthread_create(&th[t], NULL, worker, (void *)(intptr_t)t);
@@ -120,6 +121,7 @@ TEST(shared_module_async) {
   keel_module_options_init(&o);
   o.output_mode = KEEL_OUTPUTS_PREALLOCATED;
   o.max_inflight = 3;
+  o.async = 1; /* the stream thread, even on the CPU */
   CHECK_OK(keel_module_create(engine, &o, &shared));
   errors = 0;
   pthread_t th[THREADS];

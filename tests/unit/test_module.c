@@ -39,9 +39,12 @@ static keel_tensor *reference(keel_engine *e, keel_tensor *x) {
   return y;
 }
 
+static int g_async = -1; /* the module default; the *_on_cpu_stream test reruns everything with 1 */
+
 static keel_module *module(keel_engine *e, keel_output_mode mode, keel_device_kind dev, keel_allocator *a) {
   keel_module_options o;
   keel_module_options_init(&o);
+  o.async = g_async;
   o.output_mode = mode;
   o.device = dev;
   o.allocator = a;
@@ -563,7 +566,28 @@ TEST(interpreter_models) {
   keel_engine_release(eif);
 }
 
+/* The same contract with the CPU computing on the module's stream thread (async = 1). */
+TEST(everything_again_on_cpu_stream) {
+  g_async = 1;
+  preallocated_never_reuses_held_outputs();
+  persistent_returns_same_storage();
+  fresh_allocates_every_call();
+  shape_changes_replan_and_cache();
+  shape_feeding_values_are_in_the_key();
+  outputs_never_alias_inputs();
+  bound_outputs();
+  output_allocator_callback();
+  async_calls_in_flight();
+  errors_leave_module_usable();
+  fault_injection_sweep();
+  outputs_outlive_module();
+  mode_switch_and_trim();
+  interpreter_models();
+  g_async = -1;
+}
+
 RUN_TESTS(interpreter_models, preallocated_never_reuses_held_outputs, persistent_returns_same_storage, fresh_allocates_every_call,
           shape_changes_replan_and_cache, shape_feeding_values_are_in_the_key, outputs_never_alias_inputs,
           bound_outputs, output_allocator_callback, async_calls_in_flight, sim_device_counts_device_allocations,
-          errors_leave_module_usable, fault_injection_sweep, outputs_outlive_module, mode_switch_and_trim)
+          errors_leave_module_usable, fault_injection_sweep, outputs_outlive_module, mode_switch_and_trim,
+          everything_again_on_cpu_stream)
