@@ -11,9 +11,9 @@ import statistics
 import sys
 
 CONFIGS = [  # file suffix, what it is
-    ("cpu", "cpu, inflight 1"),
+    ("cpu", "cpu, inflight 1 (caller's thread, the CPU default)"),
     ("cpu.libc", "cpu, inflight 1, LD_PRELOAD counter"),
-    ("cpu.sync", "cpu --sync (no stream thread)"),
+    ("cpu.async", "cpu --async (the module's stream thread)"),
     ("cpu.inflight4", "cpu, inflight 4"),
     ("sim", "sim (30 us alloc), inflight 1"),
     ("sim.libc", "sim, inflight 1, LD_PRELOAD counter"),
@@ -119,7 +119,7 @@ def check(runs, models):
                 print(f"| {model} | sim {mode}: inflight 4 throughput >= 1.15x inflight 1 | {g:.3f}x (median qps "
                       f"{statistics.median(q4):.0f} vs {statistics.median(q1):.0f}; per rep {each}) "
                       f"| {'yes' if g >= 1.15 else 'NO'} |")
-        for config in ("cpu", "cpu.sync"):
+        for config in ("cpu", "cpu.async"):
             doc = runs.get((model, config))
             if not doc:
                 continue

@@ -45,7 +45,7 @@ for spec in "${MODELS[@]}"; do
     run "$name.sim" "$KEEL" bench "$model" $shapes --device sim --duration "$DURATION" --warmup "$WARMUP"
     run "$name.cpu.libc" env LD_PRELOAD="$PRELOAD" "$KEEL" bench "$model" $shapes --duration "$DURATION" --warmup "$WARMUP"
     run "$name.sim.libc" env LD_PRELOAD="$PRELOAD" "$KEEL" bench "$model" $shapes --device sim --duration "$DURATION" --warmup "$WARMUP"
-    run "$name.cpu.sync" "$KEEL" bench "$model" $shapes --sync --duration "$DURATION" --warmup "$WARMUP"
+    run "$name.cpu.async" "$KEEL" bench "$model" $shapes --async --duration "$DURATION" --warmup "$WARMUP"
     # --inflight 1 against 4 are separate processes: alternate them REPS times so background load on a
     # shared machine hits both, and compare the medians.
     for r in $(seq 1 "$REPS"); do

@@ -2,15 +2,12 @@
 # Soak the runtime: threads sharing engines through module pools for a while, every output checked against
 # keel_engine_run, memory bounded. Prints the peak memory (module peak_bytes and the process's peak RSS).
 #   scripts/soak.sh [SECONDS=60] [THREADS=4]
-# Uses the soak binary of KEEL_SOAK_BUILD (default build-soak, else build); builds it if needed.
+# Uses the soak binary of KEEL_SOAK_BUILD (default build, the normal build folder); builds it if needed.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SECS=${1:-60}
 THREADS=${2:-4}
-BUILD=${KEEL_SOAK_BUILD:-}
-if [ -z "$BUILD" ]; then
-  if [ -d "$ROOT/build-soak" ]; then BUILD=$ROOT/build-soak; else BUILD=$ROOT/build; fi
-fi
+BUILD=${KEEL_SOAK_BUILD:-$ROOT/build}
 if [ ! -f "$BUILD/CMakeCache.txt" ]; then
   cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 fi

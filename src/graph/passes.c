@@ -55,7 +55,8 @@ keel_status *keel_pass_fold_constants(keel_graph *g) {
   keel_view in[64], out[16];
   for (int i = 0; i < g->n_nodes; i++) {
     keel_node *n = &g->nodes[i];
-    if (n->dead || n->n_inputs > 64 || n->n_outputs > 16 || n->n_inputs == 0 || !n->op->run) continue;
+    if (n->dead || n->n_inputs > 64 || n->n_outputs > 16 || n->n_inputs == 0 || !n->op->run || keel_node_is_random(n))
+      continue;
     bool all_const = true;
     for (int k = 0; k < n->n_inputs; k++) {
       int v = n->inputs[k];

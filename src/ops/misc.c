@@ -5,17 +5,14 @@
  * every call (a splitmix64 stream seeded from the attribute's bits); without one, each call draws a fresh
  * seed from a process-wide counter mixed with the clock. The ONNX spec leaves the generator to the
  * implementation, so values never match another runtime's (or numpy's) draws; only shapes, dtypes and
- * distributions are comparable. A generator whose inputs are all known (RandomUniform/RandomNormal have
- * none) may be folded while planning, which freezes its output for that plan.
- *
- * Also here: small operators from recent opsets (CumProd, BitCast, TensorScatter, Swish); transformer
- * building blocks (RMSNormalization, RotaryEmbedding, Attention) are in misc_nn.c. */
+ * distributions are comparable. Generators are never folded at load or plan time: they run every call.
+ * (Recent-opset additions live in extra.c; transformer blocks in attention.c.) */
 #include <math.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <time.h>
 
-#include "ops/misc_internal.h"
+#include "ops/op.h"
 
 #define M_IN const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out
 #define M_RUN_ARGS const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out, keel_exec *ex
@@ -294,164 +291,6 @@ static keel_status *multi_run(M_RUN_ARGS) {
 }
 
 
-/* ---------------------------------------------------------------------------------------------------- */
-/* CumProd (opset 26): running product along `axis`, optionally exclusive and/or reversed. */
-
-static bool cumprod_dtype(keel_dtype t) {
-  return m_float(t) || t == KEEL_INT32 || t == KEEL_INT64 || t == KEEL_UINT32 || t == KEEL_UINT64;
-}
-
-static keel_status *cumprod_infer(M_IN) {
-  if (n_in != 2 || !keel_view_present(&in[0]) || !keel_view_present(&in[1]))
-    return keel_error(KEEL_INVALID_MODEL, "CumProd takes x and axis");
-  if (n_out != 1) return keel_error(KEEL_INVALID_MODEL, "CumProd has 1 output, got %d", n_out);
-  if (!cumprod_dtype(in[0].dtype))
-    return keel_error(KEEL_INVALID_MODEL, "CumProd: dtype %s is not supported", keel_dtype_name(in[0].dtype));
-  if ((in[1].dtype != KEEL_INT32 && in[1].dtype != KEEL_INT64) || keel_view_numel(&in[1]) != 1 || in[1].ndim > 1)
-    return keel_error(KEEL_INVALID_MODEL, "CumProd: axis must be an int32/int64 scalar");
-  keel_view_set_shape(&out[0], in[0].dtype, in[0].dims, in[0].ndim);
-  return NULL;
-}
-
-static keel_status *cumprod_run(M_RUN_ARGS) {
-  const keel_view *x = &in[0];
-  int axis;
-  int64_t a = keel_view_get_i64(&in[1], 0);
-  if (!keel_axis_normalize(a, x->ndim, &axis))
-    return keel_error(KEEL_INVALID_ARGUMENT, "CumProd: axis %lld is out of range for rank %d", (long long)a,
-                      x->ndim);
-  bool excl = keel_attr_int(n, "exclusive", 0) != 0, rev = keel_attr_int(n, "reverse", 0) != 0;
-  int64_t outer = 1, A = x->dims[axis], inner = 1;
-  for (int d = 0; d < axis; d++) outer *= x->dims[d];
-  for (int d = axis + 1; d < x->ndim; d++) inner *= x->dims[d];
-  keel_dtype t = x->dtype;
-  for (int64_t o = 0; o < outer; o++)
-    for (int64_t i = 0; i < inner; i++) {
-      double pf = 1;
-      uint64_t pu = 1; /* integers wrap as the integer type would */
-      for (int64_t k = 0; k < A; k++) {
-        int64_t j = rev ? A - 1 - k : k;
-        int64_t e = (o * A + j) * inner + i;
-        double vf = 0;
-        uint64_t vu = 0;
-        switch (t) {
-          case KEEL_INT32: vu = (uint64_t)(int64_t)((const int32_t *)x->data)[e]; break;
-          case KEEL_INT64: vu = (uint64_t)((const int64_t *)x->data)[e]; break;
-          case KEEL_UINT32: vu = ((const uint32_t *)x->data)[e]; break;
-          case KEEL_UINT64: vu = ((const uint64_t *)x->data)[e]; break;
-          default: vf = m_load(t, x->data, e); break;
-        }
-        if (!excl) pf *= vf, pu *= vu;
-        switch (t) {
-          case KEEL_INT32: ((int32_t *)out[0].data)[e] = (int32_t)(uint32_t)pu; break;
-          case KEEL_INT64: ((int64_t *)out[0].data)[e] = (int64_t)pu; break;
-          case KEEL_UINT32: ((uint32_t *)out[0].data)[e] = (uint32_t)pu; break;
-          case KEEL_UINT64: ((uint64_t *)out[0].data)[e] = pu; break;
-          default: m_store(t, out[0].data, e, pf); break;
-        }
-        if (excl) pf *= vf, pu *= vu;
-      }
-    }
-  return NULL;
-}
-
-/* ---------------------------------------------------------------------------------------------------- */
-/* BitCast (opset 26): same bytes, another dtype of the same width. */
-
-static keel_status *bitcast_infer(M_IN) {
-  if (n_in != 1 || !keel_view_present(&in[0])) return keel_error(KEEL_INVALID_MODEL, "BitCast takes 1 input");
-  if (n_out != 1) return keel_error(KEEL_INVALID_MODEL, "BitCast has 1 output, got %d", n_out);
-  int64_t to = keel_attr_int(n, "to", 0);
-  if (to < 1 || to > 16 || to == KEEL_STRING)
-    return keel_error(to > 16 ? KEEL_UNSUPPORTED : KEEL_INVALID_MODEL, "BitCast: target type %lld is not supported",
-                      (long long)to);
-  size_t a = keel_dtype_size(in[0].dtype), b = keel_dtype_size((keel_dtype)to);
-  if (a == 0 || in[0].dtype == KEEL_STRING)
-    return keel_error(KEEL_UNSUPPORTED, "BitCast: input dtype %s is not supported", keel_dtype_name(in[0].dtype));
-  if (a != b)
-    return keel_error(KEEL_INVALID_MODEL, "BitCast: %s (%zu bytes) and %s (%zu bytes) differ in width",
-                      keel_dtype_name(in[0].dtype), a, keel_dtype_name((keel_dtype)to), b);
-  keel_view_set_shape(&out[0], (keel_dtype)to, in[0].dims, in[0].ndim);
-  return NULL;
-}
-
-static keel_status *bitcast_run(M_RUN_ARGS) {
-  size_t nb = keel_view_nbytes(&in[0]);
-  if (out[0].data != in[0].data && nb) memmove(out[0].data, in[0].data, nb);
-  if (out[0].dtype == KEEL_BOOL) /* keel's bool is 0 or 1; other byte patterns read as true */
-    for (size_t i = 0; i < nb; i++) ((uint8_t *)out[0].data)[i] = ((uint8_t *)out[0].data)[i] != 0;
-  return NULL;
-}
-
-/* ---------------------------------------------------------------------------------------------------- */
-/* TensorScatter (opset 24): write `update` into a copy of the cache along `axis` at per-batch offsets. */
-
-static keel_status *tscatter_check(const keel_node *n, const keel_view *in, int n_in, int *axis_out) {
-  if (n_in < 2 || n_in > 3 || !keel_view_present(&in[0]) || !keel_view_present(&in[1]))
-    return keel_error(KEEL_INVALID_MODEL, "TensorScatter takes past_cache, update and optional write_indices");
-  const keel_view *c = &in[0], *u = &in[1];
-  if (u->dtype != c->dtype)
-    return keel_error(KEEL_INVALID_MODEL, "TensorScatter: update dtype %s differs from the cache's %s",
-                      keel_dtype_name(u->dtype), keel_dtype_name(c->dtype));
-  if (keel_dtype_size(c->dtype) == 0 || c->dtype == KEEL_STRING)
-    return keel_error(KEEL_UNSUPPORTED, "TensorScatter: dtype %s is not supported", keel_dtype_name(c->dtype));
-  int64_t a = keel_attr_int(n, "axis", -2);
-  int axis;
-  if (!keel_axis_normalize(a, c->ndim, &axis) || axis == 0)
-    return keel_error(KEEL_INVALID_MODEL, "TensorScatter: axis %lld must name a dim after the batch (rank %d)",
-                      (long long)a, c->ndim);
-  if (u->ndim != c->ndim) return keel_error(KEEL_SHAPE_MISMATCH, "TensorScatter: update rank differs from cache's");
-  for (int d = 0; d < c->ndim; d++)
-    if (d == axis ? u->dims[d] > c->dims[d] : u->dims[d] != c->dims[d])
-      return keel_error(KEEL_SHAPE_MISMATCH, "TensorScatter: update dim %d (%lld) does not fit the cache's (%lld)", d,
-                        (long long)u->dims[d], (long long)c->dims[d]);
-  if (n_in > 2 && keel_view_present(&in[2])) {
-    const keel_view *w = &in[2];
-    if (w->dtype != KEEL_INT64 || w->ndim != 1 || w->dims[0] != c->dims[0])
-      return keel_error(KEEL_INVALID_MODEL, "TensorScatter: write_indices must be int64 of shape [batch]");
-  }
-  const char *mode = keel_attr_string(n, "mode", "linear");
-  if (strcmp(mode, "linear") && strcmp(mode, "circular"))
-    return keel_error(KEEL_INVALID_MODEL, "TensorScatter: unknown mode '%s'", mode);
-  *axis_out = axis;
-  return NULL;
-}
-
-static keel_status *tscatter_infer(M_IN) {
-  int axis;
-  if (n_out != 1) return keel_error(KEEL_INVALID_MODEL, "TensorScatter has 1 output, got %d", n_out);
-  KEEL_TRY(tscatter_check(n, in, n_in, &axis));
-  keel_view_set_shape(&out[0], in[0].dtype, in[0].dims, in[0].ndim);
-  return NULL;
-}
-
-static keel_status *tscatter_run(M_RUN_ARGS) {
-  int axis;
-  KEEL_TRY(tscatter_check(n, in, n_in, &axis));
-  const keel_view *c = &in[0], *u = &in[1];
-  const keel_view *wi = n_in > 2 && keel_view_present(&in[2]) ? &in[2] : NULL;
-  bool circ = !strcmp(keel_attr_string(n, "mode", "linear"), "circular");
-  if (out[0].data != c->data) memcpy(out[0].data, c->data, keel_view_nbytes(c));
-  int64_t B = c->dims[0], mid = 1, M = c->dims[axis], S = u->dims[axis];
-  for (int d = 1; d < axis; d++) mid *= c->dims[d];
-  size_t row = keel_dtype_size(c->dtype);
-  for (int d = axis + 1; d < c->ndim; d++) row *= (size_t)c->dims[d];
-  for (int64_t b = 0; b < B; b++) {
-    int64_t w0 = wi ? keel_view_get_i64(wi, b) : 0;
-    if (!circ && (w0 < 0 || w0 + S > M))
-      return keel_error(KEEL_INVALID_ARGUMENT, "TensorScatter: write_indices[%lld] = %lld + %lld rows exceeds %lld",
-                        (long long)b, (long long)w0, (long long)S, (long long)M);
-    for (int64_t m = 0; m < mid; m++)
-      for (int64_t s = 0; s < S; s++) {
-        int64_t pos = w0 + s;
-        if (circ) pos = ((pos % M) + M) % M;
-        memcpy((char *)out[0].data + (size_t)((b * mid + m) * M + pos) * row,
-               (const char *)u->data + (size_t)((b * mid + m) * S + s) * row, row);
-      }
-  }
-  return NULL;
-}
-
 /* Versions 1/7/15 -> 22 only added bfloat16; one entry spans them. */
 const keel_op_def keel_ops_misc[] = {
     {"ReverseSequence", "", 10, KEEL_MAX_OPSET, revseq_infer, revseq_run, NULL, -1},
@@ -461,14 +300,5 @@ const keel_op_def keel_ops_misc[] = {
     {"RandomNormalLike", "", 1, KEEL_MAX_OPSET, rnorm_like_infer, rnorm_run, NULL, -1},
     {"Bernoulli", "", 15, KEEL_MAX_OPSET, bern_infer, bern_run, NULL, -1},
     {"Multinomial", "", 7, KEEL_MAX_OPSET, multi_infer, multi_run, NULL, -1},
-    {"CumProd", "", 26, KEEL_MAX_OPSET, cumprod_infer, cumprod_run, NULL, -1},
-    {"BitCast", "", 26, KEEL_MAX_OPSET, bitcast_infer, bitcast_run, NULL, 0},
-    {"TensorScatter", "", 24, KEEL_MAX_OPSET, tscatter_infer, tscatter_run, NULL, 0},
-    {"Swish", "", 24, KEEL_MAX_OPSET, keel_misc_swish_infer, keel_misc_swish_run, NULL, 0},
-    {"RMSNormalization", "", 23, KEEL_MAX_OPSET, keel_misc_rmsnorm_infer, keel_misc_rmsnorm_run, NULL, -1},
-    {"RotaryEmbedding", "", 23, KEEL_MAX_OPSET, keel_misc_rope_infer, keel_misc_rope_run, NULL, -1},
-    /* 24 added the nonpad_kv_seqlen input; the kernel checks n->opset. */
-    {"Attention", "", 23, 23, keel_misc_attention_infer, keel_misc_attention_run, keel_misc_attention_ws, -1},
-    {"Attention", "", 24, KEEL_MAX_OPSET, keel_misc_attention_infer, keel_misc_attention_run, keel_misc_attention_ws, -1},
 };
 const int keel_ops_misc_count = (int)(sizeof keel_ops_misc / sizeof keel_ops_misc[0]);

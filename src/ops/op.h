@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <keel/status.h>
 #include <keel/tensor.h>
@@ -66,6 +67,13 @@ typedef struct keel_op_def {
 const keel_op_def *keel_op_find(const char *op_type, const char *domain, int opset);
 /* Is any version of op_type/domain known at all? (for "unsupported at opset N" vs "unknown" messages) */
 bool keel_op_known(const char *op_type, const char *domain);
+
+/* Random generators (RandomUniform/Normal and their *Like forms, Bernoulli, Multinomial) must run on every
+ * call: constant folding skips them. */
+static inline bool keel_node_is_random(const keel_node *n) {
+  return n->domain[0] == 0 && (!strncmp(n->op_type, "Random", 6) || !strcmp(n->op_type, "Bernoulli") ||
+                               !strcmp(n->op_type, "Multinomial"));
+}
 
 /* Every definition, for listings (`keel ops`): i in [0, keel_op_def_count()). */
 int keel_op_def_count(void);

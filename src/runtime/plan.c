@@ -151,7 +151,10 @@ keel_status *keel_plan_create(const keel_graph *g, const keel_view *inputs, int 
   p->value_input_mask = value_input_mask;
   p->values = calloc((size_t)g->n_values + 1, sizeof *p->values);
   p->steps = calloc((size_t)g->n_nodes + 1, sizeof *p->steps);
-  p->folded = calloc((size_t)g->n_nodes * 4 + 1, sizeof *p->folded);
+  /* folded node outputs, plus the values of shape-feeding graph inputs */
+  int max_folded = 1 + g->n_inputs;
+  for (int i = 0; i < g->n_nodes; i++) max_folded += g->nodes[i].n_outputs;
+  p->folded = calloc((size_t)max_folded, sizeof *p->folded);
   int total_views = 0;
   for (int i = 0; i < g->n_nodes; i++) total_views += g->nodes[i].n_inputs + g->nodes[i].n_outputs;
   p->views = calloc((size_t)total_views + 1, sizeof *p->views);
@@ -270,8 +273,7 @@ keel_status *keel_plan_create(const keel_graph *g, const keel_view *inputs, int 
       out_bytes += nb;
     }
     /* Fold while planning: shape-only ops always; others when inputs are known and outputs small. */
-    /* (nodes without inputs are random generators: they must run every call) */
-    if ((shape_only_op(n) || (all_known && n->n_inputs > 0)) && out_bytes <= FOLD_MAX_BYTES) {
+    if ((shape_only_op(n) || (all_known && !keel_node_is_random(n))) && out_bytes <= FOLD_MAX_BYTES) {
       bool ok = true;
       for (int k = 0; k < n->n_outputs && ok; k++) {
         int v = n->outputs[k];

@@ -38,6 +38,7 @@ enum { MAX_THREADS = 64, MAX_VARIANTS = 4, N_MODELS = 3, POOL_SIZE = 2, HANDOFF 
 typedef struct model {
   const char *path;
   keel_device_kind device;
+  int async; /* keel_module_options.async: 1 stream, 0 caller's thread, -1 default */
   int n_variants;
   int64_t dims[MAX_VARIANTS][4];
   int ndim;
@@ -47,11 +48,12 @@ typedef struct model {
   keel_module *mods[POOL_SIZE]; /* filled at the end, to read the stats */
 } model;
 
-/* Symbolic batch dims vary per call; elementwise_chain has a fixed shape and runs on the simulated device. */
+/* Symbolic batch dims vary per call; elementwise_chain has a fixed shape and runs on the simulated device.
+ * The CPU pools cover both execution paths: the module's stream (async 1) and the caller's thread (0). */
 static model models[N_MODELS] = {
-    {"engine/conv_bn_relu.onnx", KEEL_DEVICE_CPU, 4, {{1, 3, 8, 8}, {2, 3, 8, 8}, {3, 3, 8, 8}, {4, 3, 8, 8}}, 4},
-    {"engine/matmul_bias_relu.onnx", KEEL_DEVICE_CPU, 3, {{1, 16}, {5, 16}, {32, 16}}, 2},
-    {"engine/elementwise_chain.onnx", KEEL_DEVICE_SIM, 1, {{64, 1024}}, 2},
+    {"engine/conv_bn_relu.onnx", KEEL_DEVICE_CPU, 1, 4, {{1, 3, 8, 8}, {2, 3, 8, 8}, {3, 3, 8, 8}, {4, 3, 8, 8}}, 4},
+    {"engine/matmul_bias_relu.onnx", KEEL_DEVICE_CPU, 0, 3, {{1, 16}, {5, 16}, {32, 16}}, 2},
+    {"engine/elementwise_chain.onnx", KEEL_DEVICE_SIM, -1, 1, {{64, 1024}}, 2},
 };
 
 static atomic_int failures;
@@ -247,6 +249,7 @@ int main(void) {
     keel_module_options o;
     keel_module_options_init(&o);
     o.device = md->device;
+    if (md->async >= 0) o.async = md->async;
     if (md->device == KEEL_DEVICE_SIM) o.sim_alloc_delay_us = o.sim_free_delay_us = 1; /* keep it quick */
     s = keel_module_pool_create(md->engine, POOL_SIZE, &o, &md->pool);
     if (s) {
