@@ -21,12 +21,27 @@ mkdir -p "$OUT/models"
 
 # Small generated models (seeded, deterministic) and the bundled PP-OCR classifier.
 python3 "$ROOT/scripts/models/gen_models.py" --out "$OUT/models" --only mlp,mobilenetv2,bert --small --batch 1 >/dev/null
+# Outputs large relative to compute: one Relu over 16 MiB (below glibc's largest mmap threshold, so FRESH
+# reuses the freed block) and over 64 MiB (above it: FRESH maps and faults fresh pages every call).
+python3 - "$OUT/models" <<'PY'
+import sys
+import onnx
+from onnx import TensorProto, helper
+for name, c in (("bigout16", 16), ("bigout64", 64)):
+    shape = [1, c, 512, 512]
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], name,
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), f"{sys.argv[1]}/{name}.onnx")
+PY
 SEQ="--shape input_ids=1x16 --shape attention_mask=1x16 --shape token_type_ids=1x16"
 MODELS=(
   "mlp|$OUT/models/mlp.onnx|"
   "mobilenetv2|$OUT/models/mobilenetv2.onnx|"
   "bert|$OUT/models/bert.onnx|$SEQ"
   "ppocr_cls|$ROOT/models/ppocr_mobile_v2_cls.onnx|--shape x=1x3x48x192"
+  "bigout16|$OUT/models/bigout16.onnx|"
+  "bigout64|$OUT/models/bigout64.onnx|"
 )
 
 run() { # name, then keel bench arguments; echoes the command into OUT/commands.txt

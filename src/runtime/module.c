@@ -638,7 +638,10 @@ static keel_status *take_output(keel_module *m, keel_tensor *const *inputs, int 
  * buffers whose pages are touched now rather than inside a kernel). A failure here only means the next
  * call allocates on its own critical path. */
 static void prepare_next(keel_module *m) {
-  if (m->opt.output_mode != KEEL_OUTPUTS_PREALLOCATED) return;
+  /* Without a stream there is no compute to hide behind: preparing after the compute would only lengthen
+   * this call and alternate two buffers (colder caches). The next call takes the buffer its caller just
+   * released from the pool instead, still without allocating. */
+  if (m->opt.output_mode != KEEL_OUTPUTS_PREALLOCATED || !m->stream) return;
   for (int k = 0; k < m->n_out; k++) {
     if (m->bound[k] || m->has_out_alloc[k] || m->prepared[k]) continue;
     const keel_plan_value *pv = keel_plan_output(m->current->plan, k);
@@ -740,7 +743,6 @@ keel_status *keel_module_submit(keel_module *m, keel_tensor *const *inputs, size
     prepare_next(m); /* overlaps with the compute just enqueued */
   } else {
     run_task(c);
-    prepare_next(m);
   }
   pthread_mutex_unlock(&m->mu);
   *call = c;

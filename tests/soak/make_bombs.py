@@ -85,6 +85,16 @@ def main():
     with open(os.path.join(OUT, "deep_if.onnx"), "wb") as f:
         f.write(m.SerializeToString())
 
+    # Load-time folding amplification: 8 ConstantOfShape nodes of 16 Mi floats (64 MiB each, just within the
+    # folding limit per node) in a 1 KB model make the optimizer allocate 512 MiB, outside the engine's
+    # allocator and its limit. The node count scales it without bound.
+    n_fold = 8
+    nodes = [h.make_node("ConstantOfShape", ["shp"], ["c%d" % i], value=h.make_tensor("v", T.FLOAT, [1], [1.0]))
+             for i in range(n_fold)]
+    nodes += [h.make_node("Sum", ["c%d" % i for i in range(n_fold)], ["s"]),
+              h.make_node("ReduceMax", ["s"], ["r"], keepdims=0), h.make_node("Add", ["r", "x"], ["y"])]
+    save("fold_amplification", nodes, [x], [y], [i64("shp", [16 * 1024 * 1024])])
+
     # A long chain of nodes: load and plan must stay roughly linear (no limit on node count today).
     n = 20000
     nodes = [h.make_node("Neg", ["x" if i == 0 else "v%d" % (i - 1)], ["v%d" % i if i < n - 1 else "y"])

@@ -86,7 +86,9 @@ TEST(preallocated_never_reuses_held_outputs) {
     CHECK_OK(keel_module_forward(m, &xs[i % N], 1, &y, 1));
     keel_module_get_last_call_stats(m, &st);
     CHECK(st.system_allocations == 0);
-    CHECK(st.prepared_used == 1);
+    /* with a stream the buffers were prepared during the previous call; without, taken from the pool now */
+    if (g_async == 1) CHECK(st.prepared_used == 1);
+    else CHECK(st.pool_hits == 1 && st.pool_misses == 0);
     keel_tensor *ref = reference(e, xs[i % N]);
     CHECK(same(y, ref));
     keel_tensor_release(ref);
