@@ -89,7 +89,11 @@ static double elem(keel_tensor *t, int64_t i) {
     case KEEL_UINT16: return ((const uint16_t *)p)[i];
     case KEEL_UINT32: return ((const uint32_t *)p)[i];
     case KEEL_UINT64: return (double)((const uint64_t *)p)[i];
-    default: return NAN;
+    case KEEL_INT4: case KEEL_UINT4: case KEEL_INT2: case KEEL_UINT2:
+      return keel_narrow_int_value(keel_tensor_dtype(t), ((const uint8_t *)p)[i]);
+    default: /* float8 / float4 codes; NaN for types without a numeric value */
+      return keel_dtype_is_narrow(keel_tensor_dtype(t)) ? keel_fp8_to_float(keel_tensor_dtype(t), ((const uint8_t *)p)[i])
+                                                        : NAN;
   }
 }
 

@@ -131,12 +131,20 @@ static double get_f(const void *p, keel_dtype t, size_t i) {
   case KEEL_FLOAT64: return ((const double *)p)[i];
   case KEEL_FLOAT16: return keel_half_to_float(((const uint16_t *)p)[i]);
   case KEEL_BFLOAT16: return keel_bfloat16_to_float(((const uint16_t *)p)[i]);
-  default: return 0;
+  default: /* float8 / float4 codes */
+    return keel_dtype_is_narrow(t) ? keel_fp8_to_float(t, ((const uint8_t *)p)[i]) : 0;
   }
 }
 
+/* float8/float4 codes: compared exactly, by value (so the several nan codes of e5m2 count as one). */
+static bool is_fp_narrow(keel_dtype t) {
+  return t == KEEL_FLOAT8E4M3FN || t == KEEL_FLOAT8E4M3FNUZ || t == KEEL_FLOAT8E5M2 || t == KEEL_FLOAT8E5M2FNUZ ||
+         t == KEEL_FLOAT4E2M1 || t == KEEL_FLOAT8E8M0;
+}
+
 static bool is_unsigned(keel_dtype t) {
-  return t == KEEL_UINT8 || t == KEEL_UINT16 || t == KEEL_UINT32 || t == KEEL_UINT64 || t == KEEL_BOOL;
+  return t == KEEL_UINT8 || t == KEEL_UINT16 || t == KEEL_UINT32 || t == KEEL_UINT64 || t == KEEL_BOOL ||
+         t == KEEL_UINT4 || t == KEEL_UINT2;
 }
 
 /* Integers widened to 64 bits (unsigned ones as uint64 bits). */
@@ -151,6 +159,8 @@ static uint64_t get_i(const void *p, keel_dtype t, size_t i) {
   case KEEL_UINT16: return ((const uint16_t *)p)[i];
   case KEEL_UINT32: return ((const uint32_t *)p)[i];
   case KEEL_UINT64: return ((const uint64_t *)p)[i];
+  case KEEL_INT4: case KEEL_INT2: case KEEL_UINT4: case KEEL_UINT2: /* masked, sign-extended */
+    return (uint64_t)(int64_t)keel_narrow_int_value(t, ((const uint8_t *)p)[i]);
   default: return 0;
   }
 }
@@ -204,7 +214,10 @@ static bool compare_tensor(const keel_tensor *got, const keel_tensor *exp, const
   size_t n = (size_t)keel_tensor_numel(exp);
   const void *g = keel_tensor_data_const(got), *x = keel_tensor_data_const(exp);
   size_t bad = 0, first = 0;
-  if (is_float_type(et)) {
+  if (is_fp_narrow(et)) {
+    for (size_t i = 0; i < n; i++)
+      if (!float_close(get_f(g, gt, i), get_f(x, et, i), 0, 0) && bad++ == 0) first = i;
+  } else if (is_float_type(et)) {
     for (size_t i = 0; i < n; i++)
       if (!float_close(get_f(g, gt, i), get_f(x, et, i), o->rtol, o->atol) && bad++ == 0) first = i;
   } else if (keel_dtype_size(et) > 0 && et != KEEL_COMPLEX64 && et != KEEL_COMPLEX128) {
@@ -217,7 +230,7 @@ static bool compare_tensor(const keel_tensor *got, const keel_tensor *exp, const
   if (!bad) return true;
   char ix[128];
   fmt_index(ix, sizeof ix, first, ed, en);
-  if (is_float_type(et)) {
+  if (is_float_type(et) || is_fp_narrow(et)) {
     snprintf(gs, sizeof gs, "%.9g", get_f(g, gt, first));
     snprintf(es, sizeof es, "%.9g", get_f(x, et, first));
   } else {

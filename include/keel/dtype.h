@@ -26,7 +26,21 @@ typedef enum keel_dtype {
   KEEL_UINT64 = 13,
   KEEL_COMPLEX64 = 14,  /* recognized, not supported by kernels */
   KEEL_COMPLEX128 = 15, /* recognized, not supported by kernels */
-  KEEL_BFLOAT16 = 16
+  KEEL_BFLOAT16 = 16,
+  /* Narrow types. keel stores each of them UNPACKED, one byte per element, so byte-moving operators
+   * work unchanged; only the ONNX importer/encoder packs 4-bit and 2-bit values. The byte holds the
+   * format's code (float8/float4: the bit pattern in the low bits) or the integer value (int4/int2:
+   * sign-extended two's complement; uint4/uint2: 0..15 / 0..3). Readers mask, so any byte is safe. */
+  KEEL_FLOAT8E4M3FN = 17,   /* 1-4-3, bias 7, no inf, nan S.1111.111, max 448 */
+  KEEL_FLOAT8E4M3FNUZ = 18, /* 1-4-3, bias 8, no inf, no -0, single nan 0x80, max 240 */
+  KEEL_FLOAT8E5M2 = 19,     /* 1-5-2, bias 15, IEEE-like inf/nan, max 57344 */
+  KEEL_FLOAT8E5M2FNUZ = 20, /* 1-5-2, bias 16, no inf, no -0, single nan 0x80, max 57344 */
+  KEEL_UINT4 = 21,
+  KEEL_INT4 = 22,
+  KEEL_FLOAT4E2M1 = 23, /* 1-2-1: {0, 0.5, 1, 1.5, 2, 3, 4, 6} and sign; no inf, no nan */
+  KEEL_FLOAT8E8M0 = 24, /* exponent only: 2^(code-127), 0xff is nan; no sign, no zero */
+  KEEL_UINT2 = 25,
+  KEEL_INT2 = 26
 } keel_dtype;
 
 /* Bytes per element; 0 for UNDEFINED, STRING and values keel does not know. */
@@ -41,6 +55,30 @@ float keel_half_to_float(uint16_t h);
 uint16_t keel_float_to_half(float f);
 float keel_bfloat16_to_float(uint16_t h);
 uint16_t keel_float_to_bfloat16(float f);
+
+/* Narrow types (float8 variants, float4e2m1, int4/uint4, int2/uint2). */
+/* True for the ten narrow dtypes 17..26. */
+int keel_dtype_is_narrow(keel_dtype t);
+/* Elements per byte in ONNX's packed encoding (2 for 4-bit, 4 for 2-bit types, else 1). */
+int keel_dtype_pack_factor(keel_dtype t);
+/* Canonical in-memory byte for a packed field value (masks to the width, sign-extends int4/int2). */
+uint8_t keel_narrow_canonical(keel_dtype t, uint8_t bits);
+/* Decode a float8/float4 code (t: FLOAT8E4M3FN, FLOAT8E4M3FNUZ, FLOAT8E5M2, FLOAT8E5M2FNUZ, FLOAT4E2M1,
+ * FLOAT8E8M0) to float. Exact. */
+float keel_fp8_to_float(keel_dtype t, uint8_t code);
+/* Encode to a float8/float4 code with round to nearest even, as ONNX Cast: with `saturate`, values whose
+ * rounding exceeds the largest finite value (and +-inf) become +-max; without, they become inf (e5m2) or
+ * nan. FLOAT4E2M1 always saturates (it has no inf or nan). FLOAT8E8M0 uses keel_float_to_e8m0 with round
+ * mode "up". */
+uint8_t keel_float_to_fp8(keel_dtype t, float f, int saturate);
+uint8_t keel_double_to_fp8(keel_dtype t, double f, int saturate);
+/* float -> float8e8m0 with ONNX's round_mode: 0 "up", 1 "nearest", 2 "down". */
+typedef enum { KEEL_E8M0_UP = 0, KEEL_E8M0_NEAREST = 1, KEEL_E8M0_DOWN = 2 } keel_e8m0_round;
+uint8_t keel_float_to_e8m0(float f, int saturate, keel_e8m0_round mode);
+/* Value of an int4/uint4/int2/uint2 byte (masked and sign-extended). */
+int32_t keel_narrow_int_value(keel_dtype t, uint8_t b);
+/* Wrap an integer into int4/uint4/int2/uint2 (two's complement, dropping higher bits), as a stored byte. */
+uint8_t keel_narrow_int_wrap(keel_dtype t, int64_t v);
 
 #ifdef __cplusplus
 }

@@ -630,6 +630,18 @@ keel_status *keel_onnx_encode_tensor(const keel_tensor *t, const char *name, voi
       tp.raw_data.data = swapped;
     }
   }
+  const int pf = keel_dtype_pack_factor(dt);
+  if (pf > 1 && nbytes) { /* 4-/2-bit types: pack pf elements a byte, the first in the low bits */
+    const size_t numel = nbytes, packed = (numel + (size_t)pf - 1) / (size_t)pf;
+    const int bits = 8 / pf;
+    const uint8_t mask = (uint8_t)((1u << bits) - 1);
+    swapped = calloc(packed, 1);
+    if (!swapped) return oom("encoding a tensor");
+    for (size_t i = 0; i < numel; i++)
+      swapped[i / (size_t)pf] |= (uint8_t)((tp.raw_data.data[i] & mask) << (bits * (int)(i % (size_t)pf)));
+    tp.raw_data.data = swapped;
+    tp.raw_data.len = packed;
+  }
   size_t n = onnx__tensor_proto__get_packed_size(&tp);
   uint8_t *buf = malloc(n ? n : 1);
   if (!buf) {

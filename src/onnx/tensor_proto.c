@@ -29,7 +29,7 @@ void keel_onnx_tensor_ctx_fini(keel_onnx_tensor_ctx *c) {
 }
 
 keel_dtype keel_onnx_dtype(int32_t t) {
-  if (t >= 1 && t <= 16) return (keel_dtype)t;
+  if (t >= 1 && t <= 26) return (keel_dtype)t; /* 17..26: float8, 4-bit and 2-bit types (stored unpacked) */
   return KEEL_DTYPE_UNDEFINED;
 }
 
@@ -264,6 +264,8 @@ static const char *typed_field(const Onnx__TensorProto *tp, keel_dtype dt, size_
   case KEEL_FLOAT32: *count = tp->n_float_data; return "float_data";
   case KEEL_INT32: case KEEL_INT16: case KEEL_INT8: case KEEL_UINT16: case KEEL_UINT8: case KEEL_BOOL:
   case KEEL_FLOAT16: case KEEL_BFLOAT16:
+  case KEEL_FLOAT8E4M3FN: case KEEL_FLOAT8E4M3FNUZ: case KEEL_FLOAT8E5M2: case KEEL_FLOAT8E5M2FNUZ:
+  case KEEL_FLOAT8E8M0: case KEEL_UINT4: case KEEL_INT4: case KEEL_FLOAT4E2M1: case KEEL_UINT2: case KEEL_INT2:
     *count = tp->n_int32_data; return "int32_data";
   case KEEL_INT64: *count = tp->n_int64_data; return "int64_data";
   case KEEL_FLOAT64: *count = tp->n_double_data; return "double_data";
@@ -297,7 +299,10 @@ static void copy_typed(const Onnx__TensorProto *tp, keel_dtype dt, void *dst, si
   case KEEL_BOOL:
     for (size_t i = 0; i < n; i++) ((uint8_t *)dst)[i] = tp->int32_data[i] != 0;
     break;
-  default: break;
+  default:
+    if (keel_dtype_is_narrow(dt)) /* one element per int32 (callers unpack the packed form) */
+      for (size_t i = 0; i < n; i++) ((uint8_t *)dst)[i] = keel_narrow_canonical(dt, (uint8_t)tp->int32_data[i]);
+    break;
   }
 }
 
@@ -337,46 +342,67 @@ keel_status *keel_onnx_tensor_from_proto(const Onnx__TensorProto *tp, const char
 
   bool external = tp->has_data_location && tp->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL;
   bool raw = !external && (tp->has_raw_data || tp->raw_data.len > 0);
+  /* 4-bit and 2-bit types are packed in the file (pf elements a byte, first in the low bits); keel holds
+   * them one a byte, so `stored` (the file's bytes) can be less than nbytes. */
+  const int pf = keel_dtype_pack_factor(dt);
+  const size_t stored = pf > 1 ? (size_t)((numel + pf - 1) / pf) : nbytes;
+  bool packed_typed = false;
   size_t n_typed = 0;
   const char *field = NULL;
   if (external) {
     /* checked when the file is read */
   } else if (raw) {
-    if (tp->raw_data.len != nbytes)
+    if (tp->raw_data.len != stored)
       return keel_error(KEEL_INVALID_MODEL, "%s: raw_data has %zu bytes but %s %s needs %zu", what,
-                        tp->raw_data.len, keel_dtype_name(dt), shp, nbytes);
+                        tp->raw_data.len, keel_dtype_name(dt), shp, stored);
   } else {
     field = typed_field(tp, dt, &n_typed);
-    if (n_typed != (size_t)numel) {
+    /* The proto packs 4-/2-bit values in int32_data too (one packed byte per int32); one value per int32
+     * is accepted as well (the two readings agree when they coincide, for a single element). */
+    if (pf > 1 && n_typed == stored && n_typed != (size_t)numel) packed_typed = true;
+    if (n_typed != (size_t)numel && !packed_typed) {
       size_t other = tp->n_float_data + tp->n_int32_data + tp->n_int64_data + tp->n_double_data +
                      tp->n_uint64_data + tp->n_string_data;
       if (n_typed == 0 && other > 0)
         return keel_error(KEEL_INVALID_MODEL, "%s: %s tensors store their data in %s, but this one has %zu "
                           "values in another field", what, keel_dtype_name(dt), field, other);
       return keel_error(KEEL_INVALID_MODEL, "%s: %s has %zu values but %s %s needs %lld", what, field, n_typed,
-                        keel_dtype_name(dt), shp, (long long)numel);
+                        keel_dtype_name(dt), shp, pf > 1 ? (long long)stored : (long long)numel);
     }
   }
 
   keel_tensor *t = NULL;
   KEEL_TRY(keel_tensor_create(dt, dims, ndim, c->alloc, &t));
-  void *dst = keel_tensor_data(t);
+  uint8_t *dst = keel_tensor_data(t);
+  bool unpack = false; /* dst[0, stored) holds packed bytes to spread over dst[0, numel) */
   if (nbytes > 0) {
     if (external) {
-      keel_status *s = read_external(tp, what, c, dst, nbytes);
+      keel_status *s = read_external(tp, what, c, dst, stored);
       if (s) {
         keel_tensor_release(t);
         return s;
       }
       le_to_host(dst, (size_t)numel, esize);
+      unpack = pf > 1;
     } else if (raw) {
-      memcpy(dst, tp->raw_data.data, nbytes);
+      memcpy(dst, tp->raw_data.data, stored);
       le_to_host(dst, (size_t)numel, esize);
+      unpack = pf > 1;
+    } else if (packed_typed) {
+      for (size_t i = 0; i < stored; i++) dst[i] = (uint8_t)tp->int32_data[i];
+      unpack = true;
     } else {
       copy_typed(tp, dt, dst, (size_t)numel);
     }
+    if (unpack) {
+      /* Backwards, in place: element i reads byte i/pf <= i, and later (lower) elements never read byte i. */
+      const int bits = 8 / pf;
+      const uint8_t mask = (uint8_t)((1u << bits) - 1);
+      for (size_t i = (size_t)numel; i-- > 0;)
+        dst[i] = keel_narrow_canonical(dt, (uint8_t)((dst[i / (size_t)pf] >> (bits * (int)(i % (size_t)pf))) & mask));
+    }
     if (dt == KEEL_BOOL && (external || raw)) /* keel's bools are exactly 0 or 1 */
-      for (size_t i = 0; i < nbytes; i++) ((uint8_t *)dst)[i] = ((uint8_t *)dst)[i] != 0;
+      for (size_t i = 0; i < nbytes; i++) dst[i] = dst[i] != 0;
   } else if (external) {
     /* Empty tensor: still validate the reference so bad paths are reported consistently. */
     keel_status *s = read_external(tp, what, c, NULL, 0);

@@ -13,6 +13,7 @@
 #include "ops/act.h"
 #include "ops/broadcast.h"
 #include "ops/ew_kernels.h"
+#include "ops/ew_types.h"
 
 #define KEEL_IN const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out
 #define KEEL_RUN_ARGS const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out, keel_exec *ex
@@ -443,7 +444,11 @@ static keel_status *cast_to(const keel_node *n, keel_dtype *to) {
                  {"BFLOAT16", KEEL_BFLOAT16}, {"INT8", KEEL_INT8},   {"INT16", KEEL_INT16},
                  {"INT32", KEEL_INT32},    {"INT64", KEEL_INT64},    {"UINT8", KEEL_UINT8},
                  {"UINT16", KEEL_UINT16},  {"UINT32", KEEL_UINT32},  {"UINT64", KEEL_UINT64},
-                 {"BOOL", KEEL_BOOL},      {"STRING", KEEL_STRING}};
+                 {"BOOL", KEEL_BOOL},      {"STRING", KEEL_STRING}, {"FLOAT8E4M3FN", KEEL_FLOAT8E4M3FN},
+                 {"FLOAT8E4M3FNUZ", KEEL_FLOAT8E4M3FNUZ}, {"FLOAT8E5M2", KEEL_FLOAT8E5M2},
+                 {"FLOAT8E5M2FNUZ", KEEL_FLOAT8E5M2FNUZ}, {"UINT4", KEEL_UINT4}, {"INT4", KEEL_INT4},
+                 {"FLOAT4E2M1", KEEL_FLOAT4E2M1}, {"FLOAT8E8M0", KEEL_FLOAT8E8M0}, {"UINT2", KEEL_UINT2},
+                 {"INT2", KEEL_INT2}};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
       if (a->s && !strcmp(a->s, names[i].name)) {
         *to = names[i].t;
@@ -459,9 +464,12 @@ static keel_status *infer_cast_common(const keel_node *n, const keel_view *in, i
                                       keel_dtype to) {
   if (n_in < 1 || !keel_view_present(&in[0]) || n_out < 1)
     return keel_error(KEEL_INVALID_MODEL, "input 0 is required");
-  if (!keel_ew_cast_supported(in[0].dtype) || !keel_ew_cast_supported(to))
+  if (!keel_ew_cast_ex_supported(in[0].dtype) || !keel_ew_cast_ex_supported(to))
     return keel_error(KEEL_UNSUPPORTED, "cast from %s to %s is not supported", keel_dtype_name(in[0].dtype),
                       keel_dtype_name(to));
+  const char *rm = n->opset >= 24 ? keel_attr_string(n, "round_mode", "up") : "up";
+  if (strcmp(rm, "up") && strcmp(rm, "down") && strcmp(rm, "nearest"))
+    return keel_error(KEEL_INVALID_MODEL, "round_mode '%s' is not one of up, down, nearest", rm);
   keel_view_set_shape(&out[0], to, in[0].dims, in[0].ndim);
   return NULL;
 }
@@ -477,7 +485,12 @@ static keel_status *infer_CastLike(KEEL_IN) {
 }
 static keel_status *run_Cast(KEEL_RUN_ARGS) {
   if (n_in < 1 || n_out < 1) return keel_error(KEEL_INVALID_MODEL, "missing input or output");
-  return keel_ew_cast(&in[0], &out[0]);
+  /* saturate (opset 19+) only matters for float8 targets; round_mode (24+) for float8e8m0 */
+  int saturate = n->opset >= 19 ? keel_attr_int(n, "saturate", 1) != 0 : 1;
+  const char *rm = n->opset >= 24 ? keel_attr_string(n, "round_mode", "up") : "up";
+  keel_e8m0_round mode = !strcmp(rm, "nearest") ? KEEL_E8M0_NEAREST : !strcmp(rm, "down") ? KEEL_E8M0_DOWN
+                                                                                          : KEEL_E8M0_UP;
+  return keel_ew_cast_ex(&in[0], &out[0], saturate, (int)mode);
 }
 
 /* ---- the table ---- */

@@ -1,4 +1,4 @@
-/* Cast (all pairs of keel's numeric and bool dtypes) and Where.
+/* Cast (all pairs of keel's numeric, bool and narrow dtypes) and Where.
  *
  * A cast loads the source element into its compute type (float for float16/bfloat16) and stores it with a
  * conversion chosen by the destination dtype and whether the source is floating: float -> integer goes
@@ -93,14 +93,98 @@ bool keel_ew_cast_supported(keel_dtype t) {
   }
 }
 
-keel_status *keel_ew_cast(const keel_view *x, keel_view *y) {
+/* ---- narrow types (float8, float4, 4-/2-bit integers): element by element through double or int64 ---- */
+
+static bool is_fp_narrow(keel_dtype t) { return keel_dtype_is_narrow(t) && t != KEEL_INT4 && t != KEEL_UINT4 &&
+                                                t != KEEL_INT2 && t != KEEL_UINT2; }
+
+/* A loaded source element: floating (d) or integer (i, or u for uint64 beyond int64). */
+typedef struct cast_val {
+  bool isf, isu;
+  double d;
+  int64_t i;
+  uint64_t u;
+} cast_val;
+
+static cast_val cast_load(keel_dtype t, const void *p, int64_t k) {
+  cast_val v = {0};
+  switch (t) {
+    case KEEL_FLOAT32: v.isf = true, v.d = ((const float *)p)[k]; break;
+    case KEEL_FLOAT64: v.isf = true, v.d = ((const double *)p)[k]; break;
+    case KEEL_FLOAT16: v.isf = true, v.d = ew_h2f(((const uint16_t *)p)[k]); break;
+    case KEEL_BFLOAT16: v.isf = true, v.d = ew_bf2f(((const uint16_t *)p)[k]); break;
+    case KEEL_INT8: v.i = ((const int8_t *)p)[k]; break;
+    case KEEL_INT16: v.i = ((const int16_t *)p)[k]; break;
+    case KEEL_INT32: v.i = ((const int32_t *)p)[k]; break;
+    case KEEL_INT64: v.i = ((const int64_t *)p)[k]; break;
+    case KEEL_UINT8: v.i = ((const uint8_t *)p)[k]; break;
+    case KEEL_BOOL: v.i = ((const uint8_t *)p)[k] != 0; break;
+    case KEEL_UINT16: v.i = ((const uint16_t *)p)[k]; break;
+    case KEEL_UINT32: v.i = ((const uint32_t *)p)[k]; break;
+    case KEEL_UINT64: v.isu = true, v.u = ((const uint64_t *)p)[k]; break;
+    default:
+      if (is_fp_narrow(t))
+        v.isf = true, v.d = keel_fp8_to_float(t, ((const uint8_t *)p)[k]);
+      else
+        v.i = keel_narrow_int_value(t, ((const uint8_t *)p)[k]);
+      break;
+  }
+  if (!v.isf && !v.isu) v.u = (uint64_t)v.i;
+  return v;
+}
+
+static double cast_as_double(cast_val v) { return v.isf ? v.d : v.isu ? (double)v.u : (double)v.i; }
+
+static void cast_store(keel_dtype t, void *p, int64_t k, cast_val v, int saturate, keel_e8m0_round rm) {
+  const double d = cast_as_double(v);
+  /* integer destinations: floats truncate (NaN -> 0, saturating to int64), integers wrap */
+  const uint64_t bits = v.isf ? (uint64_t)ew_f2i64(d) : v.u;
+  switch (t) {
+    case KEEL_FLOAT32: ((float *)p)[k] = (float)d; break;
+    case KEEL_FLOAT64: ((double *)p)[k] = d; break;
+    case KEEL_FLOAT16: ((uint16_t *)p)[k] = ew_f2h((float)d); break;
+    case KEEL_BFLOAT16: ((uint16_t *)p)[k] = ew_f2bf((float)d); break;
+    case KEEL_INT8: ((int8_t *)p)[k] = (int8_t)bits; break;
+    case KEEL_INT16: ((int16_t *)p)[k] = (int16_t)bits; break;
+    case KEEL_INT32: ((int32_t *)p)[k] = (int32_t)bits; break;
+    case KEEL_INT64: ((int64_t *)p)[k] = (int64_t)bits; break;
+    case KEEL_UINT8: ((uint8_t *)p)[k] = (uint8_t)bits; break;
+    case KEEL_UINT16: ((uint16_t *)p)[k] = (uint16_t)bits; break;
+    case KEEL_UINT32: ((uint32_t *)p)[k] = (uint32_t)bits; break;
+    case KEEL_UINT64: ((uint64_t *)p)[k] = v.isf ? ew_f2u64(d) : bits; break;
+    case KEEL_BOOL: ((uint8_t *)p)[k] = v.isf ? d != 0 : bits != 0; break;
+    case KEEL_FLOAT8E8M0: ((uint8_t *)p)[k] = keel_float_to_e8m0((float)d, saturate, rm); break;
+    case KEEL_INT4: case KEEL_UINT4: case KEEL_INT2: case KEEL_UINT2:
+      ((uint8_t *)p)[k] = keel_narrow_int_wrap(t, (int64_t)bits);
+      break;
+    default: ((uint8_t *)p)[k] = keel_double_to_fp8(t, d, saturate); break;
+  }
+}
+
+static void cast_narrow(const keel_view *x, keel_view *y, int64_t n, int saturate, keel_e8m0_round rm) {
+  for (int64_t k = 0; k < n; k++) cast_store(y->dtype, y->data, k, cast_load(x->dtype, x->data, k), saturate, rm);
+}
+
+bool keel_ew_cast_ex_supported(keel_dtype t) { return keel_ew_cast_supported(t) || keel_dtype_is_narrow(t); }
+
+keel_status *keel_ew_cast_ex(const keel_view *x, keel_view *y, int saturate, int round_mode) {
   const int64_t n = keel_view_numel(x);
   if (n != keel_view_numel(y))
     return keel_error(KEEL_SHAPE_MISMATCH, "output has %lld elements, input %lld",
                       (long long)keel_view_numel(y), (long long)n);
-  if (!keel_ew_cast_supported(x->dtype) || !keel_ew_cast_supported(y->dtype)) goto bad;
+  if (!keel_ew_cast_ex_supported(x->dtype) || !keel_ew_cast_ex_supported(y->dtype)) goto bad;
   if (n == 0) return NULL;
   if (!x->data || !y->data) return keel_error(KEEL_INTERNAL, "missing tensor data");
+  if (keel_dtype_is_narrow(x->dtype) || keel_dtype_is_narrow(y->dtype)) {
+    if (x->dtype == y->dtype) { /* same code; canonicalize (readers mask anyway) */
+      const uint8_t *s_ = x->data;
+      uint8_t *d_ = y->data;
+      for (int64_t i = 0; i < n; i++) d_[i] = keel_narrow_canonical(x->dtype, s_[i]);
+      return NULL;
+    }
+    cast_narrow(x, y, n, saturate, (keel_e8m0_round)round_mode);
+    return NULL;
+  }
   if (x->dtype == y->dtype && x->dtype != KEEL_BOOL) {
     if (x->data != y->data) memmove(y->data, x->data, (size_t)n * keel_dtype_size(x->dtype));
     return NULL;
@@ -118,6 +202,8 @@ bad:
   return keel_error(KEEL_UNSUPPORTED, "cast from %s to %s is not supported", keel_dtype_name(x->dtype),
                     keel_dtype_name(y->dtype));
 }
+
+keel_status *keel_ew_cast(const keel_view *x, keel_view *y) { return keel_ew_cast_ex(x, y, 1, KEEL_E8M0_UP); }
 
 /* ---- Where ---- */
 #define EW_WHERE_ROWS(T)                                                                        \

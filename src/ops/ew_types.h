@@ -9,6 +9,7 @@
 #define KEEL_OPS_EW_TYPES_H
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -90,5 +91,13 @@ static inline uint64_t ew_f2u64(double v) {
 /* Narrower integer types go through int64 and wrap (as numpy's astype does on x86 for in-range values). */
 #define EW_F2I(T, v) ((T)ew_f2i64((double)(v)))
 #define EW_F2U64(v) ew_f2u64((double)(v))
+
+/* Cast with ONNX's Cast-19+ attributes: `saturate` (float8 targets) and `round_mode` (float8e8m0 target,
+ * a keel_e8m0_round). Handles every pair keel_ew_cast does plus the narrow dtypes (keel_dtype_is_narrow).
+ * keel_ew_cast(x, y) is keel_ew_cast_ex(x, y, 1, KEEL_E8M0_UP). Defined in ew_cast.c. */
+#include <keel/status.h>
+struct keel_view;
+bool keel_ew_cast_ex_supported(keel_dtype t);
+keel_status *keel_ew_cast_ex(const struct keel_view *x, struct keel_view *y, int saturate, int round_mode);
 
 #endif

@@ -49,7 +49,8 @@ static keel_status *check_common(const keel_node *n, const keel_view *in, int n_
       return keel_error(KEEL_UNSUPPORTED, "inputs X and W have dtypes %s and %s; uint8 / int8 are supported",
                         keel_dtype_name(x->dtype), keel_dtype_name(w->dtype));
   } else if (x->dtype != KEEL_FLOAT32 && x->dtype != KEEL_FLOAT64) {
-    return keel_error(KEEL_UNSUPPORTED, "input X has dtype %s; float32 and float64 are supported",
+    return keel_error(KEEL_UNSUPPORTED, "input X has dtype %s; float32, float64, float16 and bfloat16 are"
+                                          " supported",
                       keel_dtype_name(x->dtype));
   } else if (w->dtype != x->dtype) {
     return keel_error(KEEL_SHAPE_MISMATCH, "weight W has dtype %s but X has %s", keel_dtype_name(w->dtype),

@@ -104,7 +104,8 @@ static keel_status *gemm_geom_get(const keel_node *n, const keel_view *in, int n
   if (!nn_has(in, n_in, 0) || !nn_has(in, n_in, 1))
     return keel_error(KEEL_INVALID_MODEL, "inputs A and B are required");
   if (!gemm_dtype_ok(a->dtype))
-    return keel_error(KEEL_UNSUPPORTED, "input A has dtype %s; float32, float64 and 32/64-bit integers are supported",
+    return keel_error(KEEL_UNSUPPORTED, "input A has dtype %s; float32, float64, float16, bfloat16 and 32/64-bit integers are"
+                                          " supported",
                       keel_dtype_name(a->dtype));
   if (b->dtype != a->dtype)
     return keel_error(KEEL_SHAPE_MISMATCH, "input B has dtype %s but A has %s", keel_dtype_name(b->dtype),
@@ -251,7 +252,8 @@ static keel_status *mm_geom_get(const keel_node *n, const keel_view *in, int n_i
       return keel_error(KEEL_UNSUPPORTED, "inputs A and B have dtypes %s and %s; uint8 / int8 are supported",
                         keel_dtype_name(a->dtype), keel_dtype_name(b->dtype));
   } else if (!gemm_dtype_ok(a->dtype)) {
-    return keel_error(KEEL_UNSUPPORTED, "input A has dtype %s; float32, float64 and 32/64-bit integers are supported",
+    return keel_error(KEEL_UNSUPPORTED, "input A has dtype %s; float32, float64, float16, bfloat16 and 32/64-bit integers are"
+                                          " supported",
                       keel_dtype_name(a->dtype));
   } else if (b->dtype != a->dtype) {
     return keel_error(KEEL_SHAPE_MISMATCH, "input B has dtype %s but A has %s", keel_dtype_name(b->dtype),

@@ -34,7 +34,7 @@ static keel_status *need_x(const keel_view *in, int n_in, int min_rank, bool all
   const keel_view *x = &in[0];
   if (x->dtype != KEEL_FLOAT32 && !(allow_f64 && x->dtype == KEEL_FLOAT64))
     return keel_error(KEEL_UNSUPPORTED, "input X has dtype %s; %s supported", keel_dtype_name(x->dtype),
-                      allow_f64 ? "float32 and float64 are" : "float32 is");
+                      allow_f64 ? "float32, float64, float16 and bfloat16 are" : "float32, float16 and bfloat16 are");
   if (x->ndim < min_rank)
     return keel_error(KEEL_SHAPE_MISMATCH, "input X has rank %d; at least %d required", x->ndim, min_rank);
   return NULL;

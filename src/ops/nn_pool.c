@@ -80,7 +80,7 @@ static keel_status *pool_x(const keel_node *n, const keel_view *in, int n_in, in
   bool ok = x->dtype == KEEL_FLOAT32 || x->dtype == KEEL_FLOAT64 ||
             (kind == POOL_MAX && (x->dtype == KEEL_INT8 || x->dtype == KEEL_UINT8));
   if (!ok)
-    return keel_error(KEEL_UNSUPPORTED, "input X has dtype %s; float32, float64%s are supported",
+    return keel_error(KEEL_UNSUPPORTED, "input X has dtype %s; float32, float64, float16, bfloat16%s are supported",
                       keel_dtype_name(x->dtype), kind == POOL_MAX ? ", int8 and uint8" : "");
   if (x->ndim < 3 || x->ndim > 2 + NN_MAX_SP)
     return keel_error(KEEL_SHAPE_MISMATCH, "input X has rank %d; expected 3 to %d (N, C, 1 to %d spatial dims)",
@@ -177,7 +177,7 @@ keel_status *nn_gpool_infer(const keel_node *n, const keel_view *in, int n_in, k
   KEEL_TRY(nn_need_inputs(n, n_in, 1, 1));
   if (!nn_has(in, n_in, 0)) return keel_error(KEEL_INVALID_MODEL, "input X is required");
   if (in[0].dtype != KEEL_FLOAT32 && in[0].dtype != KEEL_FLOAT64)
-    return keel_error(KEEL_UNSUPPORTED, "input X has dtype %s; float32 and float64 are supported",
+    return keel_error(KEEL_UNSUPPORTED, "input X has dtype %s; float32, float64, float16 and bfloat16 are supported",
                       keel_dtype_name(in[0].dtype));
   if (in[0].ndim < 3)
     return keel_error(KEEL_SHAPE_MISMATCH, "input X has rank %d; expected N, C and spatial dims", in[0].ndim);

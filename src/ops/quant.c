@@ -5,8 +5,10 @@
  * (blocked, opset 21+). All three are walked as [outer, C, inner] around the axis, and the scale index of
  * element (o, c, i) is o*s_o + (c/B)*s_c + i*s_i with strides that are 0 where the scale is broadcast.
  *
- * keel has no float8 / 4-bit / 2-bit dtypes: models using them fail at import (their tensors cannot be
- * decoded), and an `output_dtype` naming one is reported as unsupported here.
+ * Narrow types (stored one a byte, see keel/dtype.h): int4/uint4 (opset 21+) and int2/uint2 (25+) quantize
+ * like the 8-bit types with their own ranges; float8 (19+) and float4e2m1 (23+) outputs are x / scale
+ * converted with round to nearest even (float8 honouring `saturate`, its zero point ignored as in the
+ * reference; float4 adds its zero point's value first and always saturates).
  *
  * Arithmetic follows the ONNX reference: QuantizeLinear divides in the precision of the scale (or the
  * `precision` attribute, opset 23), rounds half to even, adds the zero point and saturates;
@@ -26,8 +28,27 @@
 /* ---------------------------------------------------------------------------------------------------- */
 /* Element access. */
 
+static bool q_is_narrow_int(keel_dtype t) {
+  return t == KEEL_INT4 || t == KEEL_UINT4 || t == KEEL_INT2 || t == KEEL_UINT2;
+}
 static bool q_is_int_type(keel_dtype t) {
-  return t == KEEL_INT8 || t == KEEL_UINT8 || t == KEEL_INT16 || t == KEEL_UINT16;
+  return t == KEEL_INT8 || t == KEEL_UINT8 || t == KEEL_INT16 || t == KEEL_UINT16 || q_is_narrow_int(t);
+}
+/* float8 and float4 quantized types (float8e8m0 is a scale type, not a quantized one). */
+static bool q_is_fp_quant(keel_dtype t) {
+  return t == KEEL_FLOAT8E4M3FN || t == KEEL_FLOAT8E4M3FNUZ || t == KEEL_FLOAT8E5M2 || t == KEEL_FLOAT8E5M2FNUZ ||
+         t == KEEL_FLOAT4E2M1;
+}
+/* First opset where a quantized type is allowed. */
+static int q_min_opset(keel_dtype t) {
+  switch (t) {
+    case KEEL_INT8: case KEEL_UINT8: return 10;
+    case KEEL_FLOAT8E4M3FN: case KEEL_FLOAT8E4M3FNUZ: case KEEL_FLOAT8E5M2: case KEEL_FLOAT8E5M2FNUZ: return 19;
+    case KEEL_INT16: case KEEL_UINT16: case KEEL_INT4: case KEEL_UINT4: return 21;
+    case KEEL_FLOAT4E2M1: return 23;
+    case KEEL_INT2: case KEEL_UINT2: return 25;
+    default: return 1 << 30;
+  }
 }
 static bool q_is_float(keel_dtype t) {
   return t == KEEL_FLOAT32 || t == KEEL_FLOAT16 || t == KEEL_BFLOAT16 || t == KEEL_FLOAT64;
@@ -39,6 +60,10 @@ static void q_range(keel_dtype t, int32_t *lo, int32_t *hi) {
     case KEEL_UINT8: *lo = 0, *hi = 255; break;
     case KEEL_INT16: *lo = -32768, *hi = 32767; break;
     case KEEL_UINT16: *lo = 0, *hi = 65535; break;
+    case KEEL_INT4: *lo = -8, *hi = 7; break;
+    case KEEL_UINT4: *lo = 0, *hi = 15; break;
+    case KEEL_INT2: *lo = -2, *hi = 1; break;
+    case KEEL_UINT2: *lo = 0, *hi = 3; break;
     default: *lo = INT32_MIN, *hi = INT32_MAX; break;
   }
 }
@@ -64,7 +89,7 @@ static int32_t q_load_int(keel_dtype t, const void *p, int64_t i) {
     case KEEL_INT16: return ((const int16_t *)p)[i];
     case KEEL_UINT16: return ((const uint16_t *)p)[i];
     case KEEL_INT32: return ((const int32_t *)p)[i];
-    default: return 0;
+    default: return q_is_narrow_int(t) ? keel_narrow_int_value(t, ((const uint8_t *)p)[i]) : 0;
   }
 }
 static void q_store_int(keel_dtype t, void *p, int64_t i, int32_t v) {
@@ -73,7 +98,9 @@ static void q_store_int(keel_dtype t, void *p, int64_t i, int32_t v) {
     case KEEL_UINT8: ((uint8_t *)p)[i] = (uint8_t)v; break;
     case KEEL_INT16: ((int16_t *)p)[i] = (int16_t)v; break;
     case KEEL_UINT16: ((uint16_t *)p)[i] = (uint16_t)v; break;
-    default: break;
+    default:
+      if (q_is_narrow_int(t)) ((uint8_t *)p)[i] = keel_narrow_int_wrap(t, v);
+      break;
   }
 }
 static void q_store_float(keel_dtype t, void *p, int64_t i, float v) {
@@ -119,7 +146,9 @@ static keel_status *q_layout(const keel_node *n, const char *what, const keel_vi
                              const keel_view *zp, qlayout *L) {
   int64_t numel = keel_view_numel(x);
   int64_t s_numel = keel_view_numel(sc);
-  if (keel_view_present(zp) && !keel_shape_equal(sc->dims, sc->ndim, zp->dims, zp->ndim))
+  /* A single-element scale and zero point may differ in rank ([] and [1]), as the reference allows. */
+  if (keel_view_present(zp) && !keel_shape_equal(sc->dims, sc->ndim, zp->dims, zp->ndim) &&
+      !(s_numel == 1 && keel_view_numel(zp) == 1))
     return keel_error(KEEL_INVALID_MODEL, "%s: the zero point's shape differs from the scale's", what);
   int64_t block = n->opset >= 21 ? keel_attr_int(n, "block_size", 0) : 0;
   if (block < 0) return keel_error(KEEL_INVALID_MODEL, "%s: block_size %lld is negative", what, (long long)block);
@@ -176,18 +205,19 @@ static keel_status *q_layout(const keel_node *n, const char *what, const keel_vi
 static keel_status *quant_output_dtype(const keel_node *n, const keel_view *in, int n_in, keel_dtype *out) {
   bool has_zp = n_in > 2 && keel_view_present(&in[2]);
   int64_t od = n->opset >= 21 ? keel_attr_int(n, "output_dtype", 0) : 0;
-  if (od != 0 && !q_is_int_type((keel_dtype)od))
-    return keel_error(od >= 17 && od <= 26 ? KEEL_UNSUPPORTED : KEEL_INVALID_MODEL,
-                      "QuantizeLinear: output_dtype %s (%lld) is not supported (keel quantizes to int8, uint8, int16 "
-                      "and uint16; it has no float8 or 4-bit types)",
+  if (od != 0 && !q_is_int_type((keel_dtype)od) && !q_is_fp_quant((keel_dtype)od))
+    return keel_error(KEEL_INVALID_MODEL, "QuantizeLinear: output_dtype %s (%lld) is not a quantized type",
                       onnx_type_name(od), (long long)od);
+  if (od != 0 && n->opset < q_min_opset((keel_dtype)od))
+    return keel_error(KEEL_INVALID_MODEL, "QuantizeLinear at opset %d does not quantize to %s", n->opset,
+                      onnx_type_name(od));
   if (has_zp) {
     keel_dtype z = in[2].dtype;
-    if (!q_is_int_type(z))
+    if (!q_is_int_type(z) && !q_is_fp_quant(z))
       return keel_error(KEEL_INVALID_MODEL, "QuantizeLinear: zero point dtype %s is not a quantized type",
                         keel_dtype_name(z));
-    if (n->opset < 21 && z != KEEL_INT8 && z != KEEL_UINT8)
-      return keel_error(KEEL_INVALID_MODEL, "QuantizeLinear at opset %d quantizes to int8/uint8, not %s", n->opset,
+    if (n->opset < q_min_opset(z))
+      return keel_error(KEEL_INVALID_MODEL, "QuantizeLinear at opset %d does not quantize to %s", n->opset,
                         keel_dtype_name(z));
     if (od != 0 && od != (int64_t)z)
       return keel_error(KEEL_INVALID_MODEL, "QuantizeLinear: output_dtype %s differs from the zero point's %s",
@@ -285,6 +315,8 @@ static keel_status *quant_run(Q_RUN_ARGS) {
     return NULL;
   }
 
+  const bool fp_out = q_is_fp_quant(yt);
+  const int saturate = n->opset >= 19 ? keel_attr_int(n, "saturate", 1) != 0 : 1;
   int64_t e = 0;
   for (int64_t o = 0; o < L.outer; o++)
     for (int64_t c = 0; c < L.C; c++) {
@@ -295,6 +327,12 @@ static keel_status *quant_run(Q_RUN_ARGS) {
         double xv = q_load(x->dtype, x->data, e);
         if (pt != KEEL_FLOAT64) s = q_to_precision(pt, s), xv = q_to_precision(pt, xv);
         double v = q_to_precision(pt, xv / s);
+        if (fp_out) {
+          if (yt == KEEL_FLOAT4E2M1 && zp) /* added in the division's precision, as the reference */
+            v = q_to_precision(pt, v + keel_fp8_to_float(yt, ((const uint8_t *)zp->data)[si]));
+          ((uint8_t *)out[0].data)[e] = keel_double_to_fp8(yt, v, saturate);
+          continue;
+        }
         double r = rint(v) + (zp ? q_load_int(zp->dtype, zp->data, si) : 0);
         int32_t q;
         if (!(r >= lo)) /* also NaN, which the reference maps to the low end */
@@ -318,8 +356,7 @@ static keel_status *dequant_check(const keel_node *n, const keel_view *in, int n
     return keel_error(KEEL_INVALID_MODEL, "DequantizeLinear takes x, x_scale and an optional x_zero_point");
   if (n_out != 1) return keel_error(KEEL_INVALID_MODEL, "DequantizeLinear has 1 output, got %d", n_out);
   keel_dtype xt = in[0].dtype, st = in[1].dtype;
-  bool x_ok = xt == KEEL_INT8 || xt == KEEL_UINT8 || xt == KEEL_INT32 ||
-              (n->opset >= 21 && (xt == KEEL_INT16 || xt == KEEL_UINT16));
+  bool x_ok = xt == KEEL_INT32 || ((q_is_int_type(xt) || q_is_fp_quant(xt)) && n->opset >= q_min_opset(xt));
   if (!x_ok)
     return keel_error(KEEL_INVALID_MODEL, "DequantizeLinear at opset %d does not take x of dtype %s", n->opset,
                       keel_dtype_name(xt));
@@ -371,15 +408,22 @@ static keel_status *dequant_run(Q_RUN_ARGS) {
       dequant_s8_tensor_f32(x->data, total, s, z, out[0].data);
     return NULL;
   }
+  const bool fp_in = q_is_fp_quant(x->dtype);
   int64_t e = 0;
   for (int64_t o = 0; o < L.outer; o++)
     for (int64_t c = 0; c < L.C; c++) {
       int64_t sbase = o * L.s_o + (c / L.B) * L.s_c;
       for (int64_t i = 0; i < L.inner; i++, e++) {
         int64_t si = sbase + i * L.s_i;
-        /* As the reference: x converted to float32, minus the zero point, times the scale, in float32. */
-        float d = (float)q_load_int(x->dtype, x->data, e);
-        if (zp) d -= (float)q_load_int(zp->dtype, zp->data, si);
+        /* As the reference: x converted to float32, minus the zero point, times the scale, in float32.
+         * float8/float4 x: its value; the zero point is ignored (the spec requires it to be 0). */
+        float d;
+        if (fp_in) {
+          d = keel_fp8_to_float(x->dtype, ((const uint8_t *)x->data)[e]);
+        } else {
+          d = (float)q_load_int(x->dtype, x->data, e);
+          if (zp) d -= (float)q_load_int(zp->dtype, zp->data, si);
+        }
         q_store_float(yt, out[0].data, e, d * (float)q_load(sc->dtype, sc->data, si));
       }
     }
@@ -431,8 +475,7 @@ static keel_status *dynq_run(Q_RUN_ARGS) {
   return NULL;
 }
 
-/* One entry per version span: 10 (scalar scale), 13 (axis), 19 (half/bfloat16 scales; float8 types keel
- * lacks), 21 (block_size, output_dtype, 16-bit), 23 (precision, DequantizeLinear output_dtype). The kernels
+/* One entry per version span: 10 (scalar scale), 13 (axis), 19 (half/bfloat16 scales; float8), 21 (block_size, output_dtype, 16-bit), 23 (precision, DequantizeLinear output_dtype). The kernels
  * read n->opset for the differences, so the spans share functions. */
 const keel_op_def keel_ops_quant[] = {
     {"QuantizeLinear", "", 10, 12, quant_infer, quant_run, NULL, -1},

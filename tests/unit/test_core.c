@@ -39,6 +39,100 @@ TEST(dtypes) {
   CHECK(keel_float_to_bfloat16(1.0f) == 0x3f80 && keel_bfloat16_to_float(0x3f80) == 1.0f);
 }
 
+/* float8 / float4 / e8m0 / 4- and 2-bit integers: exhaustive over every code. */
+TEST(narrow_dtypes) {
+  TEST_BEGIN("narrow_dtypes");
+  static const keel_dtype fps[] = {KEEL_FLOAT8E4M3FN, KEEL_FLOAT8E4M3FNUZ, KEEL_FLOAT8E5M2, KEEL_FLOAT8E5M2FNUZ,
+                                   KEEL_FLOAT4E2M1};
+  for (int t = KEEL_FLOAT8E4M3FN; t <= KEEL_INT2; t++) {
+    CHECK(keel_dtype_size((keel_dtype)t) == 1 && keel_dtype_is_narrow((keel_dtype)t));
+    CHECK(keel_dtype_from_name(keel_dtype_name((keel_dtype)t)) == (keel_dtype)t);
+  }
+  CHECK(!keel_dtype_is_narrow(KEEL_BFLOAT16) && keel_dtype_pack_factor(KEEL_UINT8) == 1);
+  CHECK(keel_dtype_pack_factor(KEEL_INT4) == 2 && keel_dtype_pack_factor(KEEL_FLOAT4E2M1) == 2);
+  CHECK(keel_dtype_pack_factor(KEEL_UINT2) == 4 && keel_dtype_pack_factor(KEEL_FLOAT8E5M2) == 1);
+  for (size_t k = 0; k < sizeof fps / sizeof fps[0]; k++) {
+    const keel_dtype t = fps[k];
+    const int ncodes = t == KEEL_FLOAT4E2M1 ? 16 : 256, sbit = t == KEEL_FLOAT4E2M1 ? 8 : 0x80;
+    for (int c = 0; c < ncodes; c++) {
+      float f = keel_fp8_to_float(t, (uint8_t)c);
+      if (isnan(f)) {
+        CHECK(isnan(keel_fp8_to_float(t, keel_float_to_fp8(t, f, 0))));
+        continue;
+      }
+      /* every non-nan code round trips (with saturate off, so e5m2's inf does too) */
+      CHECK(keel_float_to_fp8(t, f, 0) == c);
+      if (!isinf(f)) CHECK(keel_float_to_fp8(t, f, 1) == c);
+      /* nearest even between neighbours: codes of one sign are ordered by value */
+      int m = c & (sbit - 1);
+      if (m + 1 < sbit && !(c & sbit)) {
+        float g = keel_fp8_to_float(t, (uint8_t)(c + 1));
+        if (isnan(g) || isinf(g)) continue;
+        CHECK(g > f);
+        float mid = (f + g) / 2;
+        int even = (c & 1) ? c + 1 : c;
+        CHECK(keel_float_to_fp8(t, mid, 1) == even);
+        CHECK(keel_float_to_fp8(t, nextafterf(mid, 0), 1) == c);
+        CHECK(keel_float_to_fp8(t, nextafterf(mid, INFINITY), 1) == c + 1);
+        const bool fnuz = t == KEEL_FLOAT8E4M3FNUZ || t == KEEL_FLOAT8E5M2FNUZ;
+        CHECK(keel_float_to_fp8(t, -mid, 1) == ((fnuz && even == 0) ? 0 : (even | sbit))); /* fnuz: no -0 */
+      }
+    }
+  }
+  /* e4m3fn: max 448, no inf; nan S.1111.111 */
+  CHECK(keel_fp8_to_float(KEEL_FLOAT8E4M3FN, 0x7e) == 448.0f && isnan(keel_fp8_to_float(KEEL_FLOAT8E4M3FN, 0xff)));
+  CHECK(keel_float_to_fp8(KEEL_FLOAT8E4M3FN, 464.0f, 0) == 0x7e); /* tie rounds to the even 448 */
+  CHECK(keel_float_to_fp8(KEEL_FLOAT8E4M3FN, 465.0f, 0) == 0x7f && keel_float_to_fp8(KEEL_FLOAT8E4M3FN, 465.0f, 1) == 0x7e);
+  CHECK(keel_float_to_fp8(KEEL_FLOAT8E4M3FN, INFINITY, 1) == 0x7e && keel_float_to_fp8(KEEL_FLOAT8E4M3FN, -INFINITY, 1) == 0xfe);
+  CHECK(keel_float_to_fp8(KEEL_FLOAT8E4M3FN, INFINITY, 0) == 0x7f && keel_float_to_fp8(KEEL_FLOAT8E4M3FN, -INFINITY, 0) == 0xff);
+  CHECK(keel_float_to_fp8(KEEL_FLOAT8E4M3FN, -0.0f, 1) == 0x80 && keel_fp8_to_float(KEEL_FLOAT8E4M3FN, 1) == 0x1p-9f);
+  /* fnuz: single nan 0x80, no -0 */
+  CHECK(isnan(keel_fp8_to_float(KEEL_FLOAT8E4M3FNUZ, 0x80)) && keel_fp8_to_float(KEEL_FLOAT8E4M3FNUZ, 0x7f) == 240.0f);
+  CHECK(keel_float_to_fp8(KEEL_FLOAT8E4M3FNUZ, -0.0f, 1) == 0 && keel_float_to_fp8(KEEL_FLOAT8E5M2FNUZ, -1e-30f, 0) == 0);
+  CHECK(keel_float_to_fp8(KEEL_FLOAT8E4M3FNUZ, NAN, 1) == 0x80 && keel_float_to_fp8(KEEL_FLOAT8E5M2FNUZ, -NAN, 0) == 0x80);
+  CHECK(keel_float_to_fp8(KEEL_FLOAT8E4M3FNUZ, 1e6f, 0) == 0x80 && keel_float_to_fp8(KEEL_FLOAT8E4M3FNUZ, -1e6f, 1) == 0xff);
+  CHECK(keel_float_to_fp8(KEEL_FLOAT8E5M2FNUZ, INFINITY, 0) == 0x80 && keel_float_to_fp8(KEEL_FLOAT8E5M2FNUZ, INFINITY, 1) == 0x7f);
+  /* e5m2: IEEE-like inf and nan */
+  CHECK(isinf(keel_fp8_to_float(KEEL_FLOAT8E5M2, 0x7c)) && isnan(keel_fp8_to_float(KEEL_FLOAT8E5M2, 0x7d)));
+  CHECK(keel_float_to_fp8(KEEL_FLOAT8E5M2, INFINITY, 0) == 0x7c && keel_float_to_fp8(KEEL_FLOAT8E5M2, -INFINITY, 1) == 0xfb);
+  CHECK(keel_float_to_fp8(KEEL_FLOAT8E5M2, 61440.0f, 0) == 0x7c); /* tie above 57344 rounds to even: overflow */
+  CHECK(keel_float_to_fp8(KEEL_FLOAT8E5M2, 61439.0f, 0) == 0x7b && keel_float_to_fp8(KEEL_FLOAT8E5M2, 1e9f, 1) == 0x7b);
+  /* float4e2m1: {0, .5, 1, 1.5, 2, 3, 4, 6} and sign; always saturates */
+  static const float e2m1[8] = {0, 0.5f, 1, 1.5f, 2, 3, 4, 6};
+  for (int c = 0; c < 8; c++)
+    CHECK(keel_fp8_to_float(KEEL_FLOAT4E2M1, (uint8_t)c) == e2m1[c] &&
+          keel_fp8_to_float(KEEL_FLOAT4E2M1, (uint8_t)(c | 8)) == -e2m1[c]);
+  CHECK(keel_float_to_fp8(KEEL_FLOAT4E2M1, 100.0f, 0) == 7 && keel_float_to_fp8(KEEL_FLOAT4E2M1, -INFINITY, 0) == 0xf);
+  CHECK(keel_float_to_fp8(KEEL_FLOAT4E2M1, 5.0f, 1) == 6 && keel_float_to_fp8(KEEL_FLOAT4E2M1, 0.25f, 1) == 0);
+  CHECK(keel_float_to_fp8(KEEL_FLOAT4E2M1, 0.75f, 1) == 2 && keel_float_to_fp8(KEEL_FLOAT4E2M1, -2.5f, 1) == 0xc);
+  /* float8e8m0: 2^(c-127), 0xff nan; rounding modes and saturation */
+  CHECK(keel_fp8_to_float(KEEL_FLOAT8E8M0, 127) == 1.0f && keel_fp8_to_float(KEEL_FLOAT8E8M0, 0) == 0x1p-127f);
+  CHECK(keel_fp8_to_float(KEEL_FLOAT8E8M0, 254) == 0x1p127f && isnan(keel_fp8_to_float(KEEL_FLOAT8E8M0, 255)));
+  for (int c = 1; c < 255; c++) {
+    float f = keel_fp8_to_float(KEEL_FLOAT8E8M0, (uint8_t)c);
+    for (int mode = 0; mode < 3; mode++) CHECK(keel_float_to_e8m0(f, 1, (keel_e8m0_round)mode) == c);
+    CHECK(keel_float_to_fp8(KEEL_FLOAT8E8M0, f, 0) == c);
+  }
+  CHECK(keel_float_to_e8m0(1.5f, 1, KEEL_E8M0_UP) == 128 && keel_float_to_e8m0(1.5f, 1, KEEL_E8M0_DOWN) == 127);
+  CHECK(keel_float_to_e8m0(1.5f, 1, KEEL_E8M0_NEAREST) == 128 && keel_float_to_e8m0(1.25f, 1, KEEL_E8M0_NEAREST) == 127);
+  CHECK(keel_float_to_e8m0(3e38f, 1, KEEL_E8M0_UP) == 254 && keel_float_to_e8m0(3e38f, 0, KEEL_E8M0_UP) == 255);
+  CHECK(keel_float_to_e8m0(INFINITY, 1, KEEL_E8M0_UP) == 255 && keel_float_to_e8m0(NAN, 1, KEEL_E8M0_DOWN) == 255);
+  /* 4-bit and 2-bit integers: any byte reads in range; wrapping drops the high bits */
+  for (int b = 0; b < 256; b++) {
+    int32_t i4 = keel_narrow_int_value(KEEL_INT4, (uint8_t)b), u4 = keel_narrow_int_value(KEEL_UINT4, (uint8_t)b);
+    int32_t i2 = keel_narrow_int_value(KEEL_INT2, (uint8_t)b), u2 = keel_narrow_int_value(KEEL_UINT2, (uint8_t)b);
+    CHECK(i4 >= -8 && i4 <= 7 && ((i4 - b) & 15) == 0 && u4 == (b & 15));
+    CHECK(i2 >= -2 && i2 <= 1 && ((i2 - b) & 3) == 0 && u2 == (b & 3));
+    CHECK(keel_narrow_canonical(KEEL_INT4, (uint8_t)b) == (uint8_t)i4 && keel_narrow_canonical(KEEL_FLOAT4E2M1, (uint8_t)b) == (b & 15));
+  }
+  for (int64_t v = -40; v <= 40; v++) {
+    CHECK(keel_narrow_int_value(KEEL_INT4, keel_narrow_int_wrap(KEEL_INT4, v)) == (int32_t)(((v + 8) % 16 + 16) % 16 - 8));
+    CHECK(keel_narrow_int_value(KEEL_UINT2, keel_narrow_int_wrap(KEEL_UINT2, v)) == (int32_t)((v % 4 + 4) % 4));
+  }
+  CHECK(keel_narrow_int_value(KEEL_INT4, keel_narrow_int_wrap(KEEL_INT4, 200)) == -8);
+  CHECK(keel_narrow_int_value(KEEL_INT2, keel_narrow_int_wrap(KEEL_INT2, INT64_MIN)) == 0);
+}
+
 TEST(shape_arith) {
   TEST_BEGIN("shape_arith");
   int64_t n;
@@ -135,4 +229,4 @@ TEST(tensors) {
   keel_allocator_destroy(a);
 }
 
-RUN_TESTS(status_basics, dtypes, shape_arith, allocator_counts_and_faults, tensors)
+RUN_TESTS(status_basics, dtypes, narrow_dtypes, shape_arith, allocator_counts_and_faults, tensors)
