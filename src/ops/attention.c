@@ -35,7 +35,7 @@ static keel_status *attn_shape(const keel_node *n, const keel_view *in, int n_in
   if (n_in < 3 || !keel_view_present(&in[A_Q]) || !keel_view_present(&in[A_K]) || !keel_view_present(&in[A_V]))
     return keel_error(KEEL_INVALID_MODEL, "Attention needs Q, K and V");
   const keel_view *q = &in[A_Q], *k = &in[A_K], *v = &in[A_V];
-  if (!at_is_float(q->dtype) || k->dtype != q->dtype || !at_is_float(v->dtype))
+  if (!keel_elem_is_float(q->dtype) || k->dtype != q->dtype || !keel_elem_is_float(v->dtype))
     return keel_error(KEEL_UNSUPPORTED, "Attention: Q/K/V dtypes %s/%s/%s (float types, Q and K alike)",
                       keel_dtype_name(q->dtype), keel_dtype_name(k->dtype), keel_dtype_name(v->dtype));
   if (q->ndim != k->ndim || q->ndim != v->ndim || (q->ndim != 3 && q->ndim != 4))
@@ -123,7 +123,7 @@ static keel_status *attn_shape(const keel_node *n, const keel_view *in, int n_in
   /* attn_mask: broadcast to (B, Hq, Lq, <=T) */
   if (n_in > A_MASK && keel_view_present(&in[A_MASK])) {
     const keel_view *m = &in[A_MASK];
-    if (m->dtype != KEEL_BOOL && !at_is_float(m->dtype))
+    if (m->dtype != KEEL_BOOL && !keel_elem_is_float(m->dtype))
       return keel_error(KEEL_UNSUPPORTED, "Attention: attn_mask dtype %s (bool or float)", keel_dtype_name(m->dtype));
     if (m->ndim < 2 || m->ndim > 4)
       return keel_error(KEEL_INVALID_MODEL, "Attention: attn_mask has rank %d (2 to 4)", m->ndim);
@@ -280,7 +280,7 @@ static keel_status *attn_run(AT_RUN) {
       int64_t cnt = keel_view_numel(src[i]);
       dst[i] = ws;
       for (int64_t e = 0; e < cnt; e++) {
-        double x = at_ld(src[i]->dtype, src[i]->data, e);
+        double x = keel_elem_load(src[i]->dtype, src[i]->data, e);
         if (dbl) ((double *)ws)[e] = x;
         else ((float *)ws)[e] = (float)x;
       }
@@ -296,7 +296,7 @@ static keel_status *attn_run(AT_RUN) {
     }
   if (staged) {
     int64_t cnt = keel_view_numel(&out[0]);
-    for (int64_t e = 0; e < cnt; e++) at_st(t, out[0].data, e, dbl ? ((double *)Y)[e] : ((float *)Y)[e]);
+    for (int64_t e = 0; e < cnt; e++) keel_elem_store(t, out[0].data, e, dbl ? ((double *)Y)[e] : ((float *)Y)[e]);
   }
   return NULL;
 }
@@ -322,7 +322,7 @@ static keel_status *rms_axes(const keel_node *n, const keel_view *x, int *axis, 
 static keel_status *rms_infer(AT_IN) {
   if (n_in != 2 || !keel_view_present(&in[0]) || !keel_view_present(&in[1]) || n_out != 1)
     return keel_error(KEEL_INVALID_MODEL, "RMSNormalization takes X and scale and has 1 output");
-  if (!at_is_float(in[0].dtype) || !at_is_float(in[1].dtype))
+  if (!keel_elem_is_float(in[0].dtype) || !keel_elem_is_float(in[1].dtype))
     return keel_error(KEEL_UNSUPPORTED, "RMSNormalization: dtypes %s/%s (float types only)",
                       keel_dtype_name(in[0].dtype), keel_dtype_name(in[1].dtype));
   int axis;
@@ -376,7 +376,7 @@ static keel_status *rms_run(AT_RUN) {
   for (int64_t o = 0; o < outer; o++) {
     double ss = 0;
     for (int64_t j = 0; j < inner; j++) {
-      double v = at_ld(x->dtype, x->data, o * inner + j);
+      double v = keel_elem_load(x->dtype, x->data, o * inner + j);
       ss += v * v;
     }
     double r = 1.0 / sqrt(ss / (double)(inner ? inner : 1) + eps);
@@ -386,8 +386,8 @@ static keel_status *rms_run(AT_RUN) {
         si += (rem % xd[i]) * sstr[i];
         rem /= xd[i];
       }
-      double v = at_ld(x->dtype, x->data, o * inner + j);
-      at_st(x->dtype, out[0].data, o * inner + j, v * r * at_ld(s->dtype, s->data, si));
+      double v = keel_elem_load(x->dtype, x->data, o * inner + j);
+      keel_elem_store(x->dtype, out[0].data, o * inner + j, v * r * keel_elem_load(s->dtype, s->data, si));
     }
   }
   return NULL;
@@ -408,7 +408,7 @@ static keel_status *rope_shape(const keel_node *n, const keel_view *in, int n_in
   if (n_in < 3 || !keel_view_present(&in[0]) || !keel_view_present(&in[1]) || !keel_view_present(&in[2]))
     return keel_error(KEEL_INVALID_MODEL, "RotaryEmbedding needs X, cos_cache and sin_cache");
   const keel_view *x = &in[0], *c = &in[1], *s = &in[2];
-  if (!at_is_float(x->dtype) || c->dtype != x->dtype || s->dtype != x->dtype)
+  if (!keel_elem_is_float(x->dtype) || c->dtype != x->dtype || s->dtype != x->dtype)
     return keel_error(KEEL_UNSUPPORTED, "RotaryEmbedding: dtypes %s/%s/%s (one float type)",
                       keel_dtype_name(x->dtype), keel_dtype_name(c->dtype), keel_dtype_name(s->dtype));
   memset(p, 0, sizeof *p);
@@ -492,10 +492,10 @@ static keel_status *rope_run(AT_RUN) {
             yp[i1] = cp[i] * x1 - sp[i] * x2;
             yp[i2] = sp[i] * x1 + cp[i] * x2;
           } else {
-            double x1 = at_ld(t, x->data, base + i1), x2 = at_ld(t, x->data, base + i2);
-            double cv = at_ld(t, in[1].data, row + i), sv = at_ld(t, in[2].data, row + i);
-            at_st(t, out[0].data, base + i1, cv * x1 - sv * x2);
-            at_st(t, out[0].data, base + i2, sv * x1 + cv * x2);
+            double x1 = keel_elem_load(t, x->data, base + i1), x2 = keel_elem_load(t, x->data, base + i2);
+            double cv = keel_elem_load(t, in[1].data, row + i), sv = keel_elem_load(t, in[2].data, row + i);
+            keel_elem_store(t, out[0].data, base + i1, cv * x1 - sv * x2);
+            keel_elem_store(t, out[0].data, base + i2, sv * x1 + cv * x2);
           }
         }
       }

@@ -31,7 +31,7 @@ static keel_status *flex_shape(const keel_node *n, const keel_view *in, int n_in
   if (n_in != 3 || !keel_view_present(&in[0]) || !keel_view_present(&in[1]) || !keel_view_present(&in[2]))
     return keel_error(KEEL_INVALID_MODEL, "FlexAttention takes Q, K and V");
   const keel_view *q = &in[0], *k = &in[1], *v = &in[2];
-  if (!at_is_float(q->dtype) || k->dtype != q->dtype || v->dtype != q->dtype)
+  if (!keel_elem_is_float(q->dtype) || k->dtype != q->dtype || v->dtype != q->dtype)
     return keel_error(KEEL_UNSUPPORTED, "FlexAttention: Q/K/V dtypes %s/%s/%s (one float type)",
                       keel_dtype_name(q->dtype), keel_dtype_name(k->dtype), keel_dtype_name(v->dtype));
   if (q->ndim != 4 || k->ndim != 4 || v->ndim != 4)
@@ -142,7 +142,7 @@ keel_status *keel_at_flex_run(AT_RUN) {
     for (int i = 0; i < 3; i++) {
       int64_t cnt = keel_view_numel(&in[i]);
       dst[i] = ws;
-      for (int64_t e = 0; e < cnt; e++) at_st(p.ct, ws, e, at_ld(in[i].dtype, src[i], e));
+      for (int64_t e = 0; e < cnt; e++) keel_elem_store(p.ct, ws, e, keel_elem_load(in[i].dtype, src[i], e));
       ws += at_align((size_t)cnt * es);
     }
     Q = dst[0], K = dst[1], V = dst[2], Y = ws;
@@ -156,7 +156,7 @@ keel_status *keel_at_flex_run(AT_RUN) {
       size_t so = (size_t)((b * p.Hq + h) * p.L * p.S);
       if (p.L == 0 || p.S == 0) continue;
       if (p.D == 0) {
-        for (int64_t i = 0; i < p.L * p.S; i++) at_st(p.ct, S, (int64_t)so + i, 0);
+        for (int64_t i = 0; i < p.L * p.S; i++) keel_elem_store(p.ct, S, (int64_t)so + i, 0);
       } else if (dbl) {
         cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)p.L, (int)p.S, (int)p.D, p.scale,
                     (const double *)Q + qo, (int)p.D, (const double *)K + ko, (int)p.D, 0, (double *)S + so, (int)p.S);
@@ -180,7 +180,7 @@ keel_status *keel_at_flex_run(AT_RUN) {
       size_t yo = (size_t)((b * p.Hq + h) * p.L * p.Dv);
       if (p.L == 0 || p.Dv == 0) continue;
       if (p.S == 0) {
-        for (int64_t i = 0; i < p.L * p.Dv; i++) at_st(p.ct, Y, (int64_t)yo + i, 0);
+        for (int64_t i = 0; i < p.L * p.Dv; i++) keel_elem_store(p.ct, Y, (int64_t)yo + i, 0);
       } else if (dbl) {
         cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)p.L, (int)p.Dv, (int)p.S, 1, (const double *)S + so,
                     (int)p.S, (const double *)V + vo, (int)p.Dv, 0, (double *)Y + yo, (int)p.Dv);
@@ -191,7 +191,7 @@ keel_status *keel_at_flex_run(AT_RUN) {
     }
   if (staged) {
     int64_t cnt = keel_view_numel(&out[0]);
-    for (int64_t e = 0; e < cnt; e++) at_st(out[0].dtype, out[0].data, e, at_ld(p.ct, Y, e));
+    for (int64_t e = 0; e < cnt; e++) keel_elem_store(out[0].dtype, out[0].data, e, keel_elem_load(p.ct, Y, e));
   }
   return NULL;
 }

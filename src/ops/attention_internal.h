@@ -7,43 +7,19 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "ops/elem.h"
 #include "ops/op.h"
 
 #define AT_IN const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out
 #define AT_RUN const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out, keel_exec *ex
 #define AT_WS const keel_node *n, const keel_view *in, int n_in, const keel_view *out, int n_out
 
-static inline bool at_is_float(keel_dtype t) {
-  return t == KEEL_FLOAT32 || t == KEEL_FLOAT64 || t == KEEL_FLOAT16 || t == KEEL_BFLOAT16;
-}
-
-static inline double at_ld(keel_dtype t, const void *p, int64_t i) {
-  switch (t) {
-    case KEEL_FLOAT32: return ((const float *)p)[i];
-    case KEEL_FLOAT64: return ((const double *)p)[i];
-    case KEEL_FLOAT16: return keel_half_to_float(((const uint16_t *)p)[i]);
-    case KEEL_BFLOAT16: return keel_bfloat16_to_float(((const uint16_t *)p)[i]);
-    case KEEL_BOOL: return ((const uint8_t *)p)[i] != 0;
-    default: return 0;
-  }
-}
-
-static inline void at_st(keel_dtype t, void *p, int64_t i, double v) {
-  switch (t) {
-    case KEEL_FLOAT32: ((float *)p)[i] = (float)v; break;
-    case KEEL_FLOAT64: ((double *)p)[i] = v; break;
-    case KEEL_FLOAT16: ((uint16_t *)p)[i] = keel_float_to_half((float)v); break;
-    case KEEL_BFLOAT16: ((uint16_t *)p)[i] = keel_float_to_bfloat16((float)v); break;
-    default: break;
-  }
-}
-
 /* n elements of a float16/bfloat16 array to float and back (staging for kernels that compute in float). */
 static inline void at_to_f32(keel_dtype t, const void *src, float *dst, int64_t n) {
-  for (int64_t i = 0; i < n; i++) dst[i] = (float)at_ld(t, src, i);
+  for (int64_t i = 0; i < n; i++) dst[i] = (float)keel_elem_load(t, src, i);
 }
 static inline void at_from_f32(keel_dtype t, const float *src, void *dst, int64_t n) {
-  for (int64_t i = 0; i < n; i++) at_st(t, dst, i, src[i]);
+  for (int64_t i = 0; i < n; i++) keel_elem_store(t, dst, i, src[i]);
 }
 
 /* exp(x) for float in a form the compiler vectorizes (softmax rows): x = n ln2 + r with |r| <= ln2/2, a

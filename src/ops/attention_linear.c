@@ -39,7 +39,7 @@ static keel_status *la_shape(const keel_node *n, const keel_view *in, int n_in, 
     return keel_error(KEEL_INVALID_MODEL, "LinearAttention: q_num_heads %lld must be a positive multiple of "
                       "kv_num_heads %lld", (long long)p->Hq, (long long)p->Hkv);
   const keel_view *q = &in[LA_Q], *k = &in[LA_K], *v = &in[LA_V];
-  if (!at_is_float(q->dtype) || k->dtype != q->dtype || v->dtype != q->dtype)
+  if (!keel_elem_is_float(q->dtype) || k->dtype != q->dtype || v->dtype != q->dtype)
     return keel_error(KEEL_UNSUPPORTED, "LinearAttention: query/key/value dtypes %s/%s/%s (one float type)",
                       keel_dtype_name(q->dtype), keel_dtype_name(k->dtype), keel_dtype_name(v->dtype));
   if (q->ndim != 3 || k->ndim != 3 || v->ndim != 3)
@@ -59,7 +59,7 @@ static keel_status *la_shape(const keel_node *n, const keel_view *in, int n_in, 
   if (p->has_past) {
     const keel_view *s = &in[LA_PAST];
     int64_t want[4] = {p->B, p->Hkv, p->dk, p->dv};
-    if (!at_is_float(s->dtype) || !keel_shape_equal(s->dims, s->ndim, want, 4))
+    if (!keel_elem_is_float(s->dtype) || !keel_shape_equal(s->dims, s->ndim, want, 4))
       return keel_error(KEEL_INVALID_MODEL, "LinearAttention: past_state must be float (%lld, %lld, %lld, %lld)",
                         (long long)p->B, (long long)p->Hkv, (long long)p->dk, (long long)p->dv);
   }
@@ -131,20 +131,20 @@ keel_status *keel_at_linattn_run(AT_RUN) {
       else memset(S, 0, (size_t)(dk * dv) * sizeof(float));
       for (int64_t ti = 0; ti < p.T; ti++) {
         int64_t kbase = (b * p.T + ti) * p.Hkv * dk + h * dk, vbase = (b * p.T + ti) * p.Hkv * dv + h * dv;
-        for (int64_t d = 0; d < dk; d++) kr[d] = (float)at_ld(t, k->data, kbase + d);
+        for (int64_t d = 0; d < dk; d++) kr[d] = (float)keel_elem_load(t, k->data, kbase + d);
         if (p.gating) {
           const keel_view *dc = &in[LA_DECAY];
           int64_t drow = (b * p.T + ti) * p.decay_last;
           for (int64_t d = 0; d < dk; d++) {
             int64_t di = p.decay_last == p.Hkv ? drow + h : drow + h * dk + d;
-            float g = expf((float)at_ld(t, dc->data, di));
+            float g = expf((float)keel_elem_load(t, dc->data, di));
             for (int64_t m = 0; m < dv; m++) S[d * dv + m] *= g;
           }
         }
-        for (int64_t m = 0; m < dv; m++) u[m] = (float)at_ld(t, v->data, vbase + m);
+        for (int64_t m = 0; m < dv; m++) u[m] = (float)keel_elem_load(t, v->data, vbase + m);
         if (p.delta) {
           int64_t bi = (b * p.T + ti) * p.beta_last + (p.beta_last == 1 ? 0 : h);
-          float beta = (float)at_ld(t, in[LA_BETA].data, bi);
+          float beta = (float)keel_elem_load(t, in[LA_BETA].data, bi);
           for (int64_t m = 0; m < dv; m++) {
             float r = 0;
             for (int64_t d = 0; d < dk; d++) r += S[d * dv + m] * kr[d];
@@ -159,11 +159,11 @@ keel_status *keel_at_linattn_run(AT_RUN) {
           int64_t qbase = (b * p.T + ti) * p.Hq * dk + hq * dk;
           for (int64_t m = 0; m < dv; m++) o[m] = 0;
           for (int64_t d = 0; d < dk; d++) {
-            float qd = (float)at_ld(t, q->data, qbase + d);
+            float qd = (float)keel_elem_load(t, q->data, qbase + d);
             for (int64_t m = 0; m < dv; m++) o[m] += qd * S[d * dv + m];
           }
           int64_t obase = (b * p.T + ti) * p.Hq * dv + hq * dv;
-          for (int64_t m = 0; m < dv; m++) at_st(t, out[0].data, obase + m, p.scale * o[m]);
+          for (int64_t m = 0; m < dv; m++) keel_elem_store(t, out[0].data, obase + m, p.scale * o[m]);
         }
       }
       if (at_out_wanted(n, out, n_out, 1))
@@ -181,7 +181,7 @@ static keel_status *cc_check(const keel_node *n, const keel_view *in, int n_in, 
   if (n_in < 2 || !keel_view_present(&in[CC_X]) || !keel_view_present(&in[CC_W]))
     return keel_error(KEEL_INVALID_MODEL, "CausalConvWithState needs input and weight");
   const keel_view *x = &in[CC_X], *w = &in[CC_W];
-  if (!at_is_float(x->dtype) || w->dtype != x->dtype)
+  if (!keel_elem_is_float(x->dtype) || w->dtype != x->dtype)
     return keel_error(KEEL_UNSUPPORTED, "CausalConvWithState: dtypes %s/%s (one float type)",
                       keel_dtype_name(x->dtype), keel_dtype_name(w->dtype));
   if (x->ndim != 3 || w->ndim != 3 || w->dims[0] != x->dims[1] || w->dims[1] != 1 || w->dims[2] < 1)
@@ -234,12 +234,12 @@ keel_status *keel_at_causalconv_run(AT_RUN) {
     for (int64_t c = 0; c < C; c++) {
       int64_t xrow = (b * C + c) * L, prow = (b * C + c) * (K - 1);
       /* padded[j], j in [0, K-1+L): the carried state, then the input */
-#define CC_PAD(j) ((j) < K - 1 ? (has_past ? at_ld(t, in[CC_PAST].data, prow + (j)) : 0.0) \
-                               : at_ld(t, x->data, xrow + (j) - (K - 1)))
-      double bias = has_bias ? at_ld(t, in[CC_BIAS].data, c) : 0.0;
+#define CC_PAD(j) ((j) < K - 1 ? (has_past ? keel_elem_load(t, in[CC_PAST].data, prow + (j)) : 0.0) \
+                               : keel_elem_load(t, x->data, xrow + (j) - (K - 1)))
+      double bias = has_bias ? keel_elem_load(t, in[CC_BIAS].data, c) : 0.0;
       for (int64_t i = 0; i < L; i++) {
         double acc = bias;
-        for (int64_t j = 0; j < K; j++) acc += at_ld(t, w->data, c * K + j) * CC_PAD(i + j);
+        for (int64_t j = 0; j < K; j++) acc += keel_elem_load(t, w->data, c * K + j) * CC_PAD(i + j);
         if (act) {
           double r = (double)(float)acc; /* the conv result is rounded to the input type first */
           if (t == KEEL_FLOAT16) r = keel_half_to_float(keel_float_to_half((float)acc));
@@ -247,10 +247,10 @@ keel_status *keel_at_causalconv_run(AT_RUN) {
           else if (t == KEEL_FLOAT64) r = acc;
           acc = r / (1.0 + exp(-r));
         }
-        at_st(t, out[0].data, xrow + i, acc);
+        keel_elem_store(t, out[0].data, xrow + i, acc);
       }
       if (want_state) /* the state must be read before anything overwrites it: outputs never alias inputs */
-        for (int64_t j = 0; j < K - 1; j++) at_st(t, out[1].data, prow + j, CC_PAD(L + j));
+        for (int64_t j = 0; j < K - 1; j++) keel_elem_store(t, out[1].data, prow + j, CC_PAD(L + j));
 #undef CC_PAD
     }
   return NULL;

@@ -100,14 +100,14 @@ static void AT_FN(attn_head)(const attn_p *p, int64_t b, int64_t h, const AT_T *
 
     const int64_t qk_base = ((b * p->Hq + h) * Lq + i0) * T;
     if (p->qk && p->mode == 0)
-      for (int64_t i = 0; i < nr * T; i++) at_st(p->qk->dtype, p->qk->data, qk_base + i, Sb[i]);
+      for (int64_t i = 0; i < nr * T; i++) keel_elem_store(p->qk->dtype, p->qk->data, qk_base + i, Sb[i]);
     if (p->softcap > 0) {
       const AT_T c = (AT_T)p->softcap, inv = (AT_T)(1.0 / p->softcap);
       for (int64_t i = 0; i < nr; i++)
         for (int64_t j = 0; j < nc; j++) Sb[i * T + j] = c * AT_TANH(Sb[i * T + j] * inv);
     }
     if (p->qk && p->mode == 1)
-      for (int64_t i = 0; i < nr * T; i++) at_st(p->qk->dtype, p->qk->data, qk_base + i, Sb[i]);
+      for (int64_t i = 0; i < nr * T; i++) keel_elem_store(p->qk->dtype, p->qk->data, qk_base + i, Sb[i]);
 
     /* bias: mask (padded with -inf past its last column), causal (upper left, offset by the past), padding */
     for (int64_t i = 0; i < nr; i++) {
@@ -125,7 +125,7 @@ static void AT_FN(attn_head)(const attn_p *p, int64_t b, int64_t h, const AT_T *
           const float *mf = (const float *)m->data + mo;
           for (int64_t j = 0; j < mk; j++) s[j] += (AT_T)mf[j];
         } else {
-          for (int64_t j = 0; j < mk; j++) s[j] += (AT_T)at_ld(m->dtype, m->data, mo + j);
+          for (int64_t j = 0; j < mk; j++) s[j] += (AT_T)keel_elem_load(m->dtype, m->data, mo + j);
         }
         for (int64_t j = mk; j < nc; j++) s[j] = -INFINITY;
       }
@@ -134,12 +134,12 @@ static void AT_FN(attn_head)(const attn_p *p, int64_t b, int64_t h, const AT_T *
       for (int64_t j = valid; j < nc; j++) s[j] = -INFINITY;
     }
     if (p->qk && p->mode == 2)
-      for (int64_t i = 0; i < nr * T; i++) at_st(p->qk->dtype, p->qk->data, qk_base + i, Sb[i]);
+      for (int64_t i = 0; i < nr * T; i++) keel_elem_store(p->qk->dtype, p->qk->data, qk_base + i, Sb[i]);
 
     /* softmax per row; a row with no finite score has no defined distribution (NaN, as the formula gives) */
     for (int64_t i = 0; i < nr; i++) AT_FN(softmax_row)(Sb + i * T, nc);
     if (p->qk && p->mode == 3)
-      for (int64_t i = 0; i < nr * T; i++) at_st(p->qk->dtype, p->qk->data, qk_base + i, Sb[i]);
+      for (int64_t i = 0; i < nr * T; i++) keel_elem_store(p->qk->dtype, p->qk->data, qk_base + i, Sb[i]);
 
     /* Y = softmax(S) [past V; V] */
     if (ncp > 0)

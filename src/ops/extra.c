@@ -12,7 +12,7 @@
  * accumulate in double and round once per element. */
 
 static bool cumprod_dtype(keel_dtype t) {
-  return at_is_float(t) || t == KEEL_INT32 || t == KEEL_INT64 || t == KEEL_UINT32 || t == KEEL_UINT64;
+  return keel_elem_is_float(t) || t == KEEL_INT32 || t == KEEL_INT64 || t == KEEL_UINT32 || t == KEEL_UINT64;
 }
 
 static keel_status *cumprod_infer(AT_IN) {
@@ -51,7 +51,7 @@ static keel_status *cumprod_run(AT_RUN) {
           case KEEL_INT64: vu = (uint64_t)((const int64_t *)x->data)[e]; break;
           case KEEL_UINT32: vu = ((const uint32_t *)x->data)[e]; break;
           case KEEL_UINT64: vu = ((const uint64_t *)x->data)[e]; break;
-          default: vf = at_ld(t, x->data, e); break;
+          default: vf = keel_elem_load(t, x->data, e); break;
         }
         if (!excl) pf *= vf, pu *= vu;
         switch (t) {
@@ -59,7 +59,7 @@ static keel_status *cumprod_run(AT_RUN) {
           case KEEL_INT64: ((int64_t *)out[0].data)[e] = (int64_t)pu; break;
           case KEEL_UINT32: ((uint32_t *)out[0].data)[e] = (uint32_t)pu; break;
           case KEEL_UINT64: ((uint64_t *)out[0].data)[e] = pu; break;
-          default: at_st(t, out[0].data, e, pf); break;
+          default: keel_elem_store(t, out[0].data, e, pf); break;
         }
         if (excl) pf *= vf, pu *= vu;
       }
@@ -172,7 +172,7 @@ static keel_status *tscatter_run(AT_RUN) {
 static keel_status *swish_infer(AT_IN) {
   if (n_in != 1 || !keel_view_present(&in[0]) || n_out != 1)
     return keel_error(KEEL_INVALID_MODEL, "Swish takes 1 input and has 1 output");
-  if (!at_is_float(in[0].dtype))
+  if (!keel_elem_is_float(in[0].dtype))
     return keel_error(KEEL_UNSUPPORTED, "Swish: dtype %s (float types only)", keel_dtype_name(in[0].dtype));
   keel_view_set_shape(&out[0], in[0].dtype, in[0].dims, in[0].ndim);
   return NULL;
@@ -189,8 +189,8 @@ static keel_status *swish_run(AT_RUN) {
     return NULL;
   }
   for (int64_t i = 0; i < cnt; i++) {
-    double x = at_ld(t, in[0].data, i);
-    at_st(t, out[0].data, i, x / (1.0 + exp(-(double)alpha * x)));
+    double x = keel_elem_load(t, in[0].data, i);
+    keel_elem_store(t, out[0].data, i, x / (1.0 + exp(-(double)alpha * x)));
   }
   return NULL;
 }

@@ -25,7 +25,7 @@ static keel_status *dc_shape(const keel_node *n, const keel_view *in, int n_in, 
   if (n_in < 3 || !keel_view_present(&in[DC_X]) || !keel_view_present(&in[DC_W]) || !keel_view_present(&in[DC_OFF]))
     return keel_error(KEEL_INVALID_MODEL, "DeformConv needs X, W and offset");
   const keel_view *x = &in[DC_X], *w = &in[DC_W], *off = &in[DC_OFF];
-  if (!at_is_float(x->dtype) || w->dtype != x->dtype || off->dtype != x->dtype)
+  if (!keel_elem_is_float(x->dtype) || w->dtype != x->dtype || off->dtype != x->dtype)
     return keel_error(KEEL_UNSUPPORTED, "DeformConv: dtypes %s/%s/%s (one float type)", keel_dtype_name(x->dtype),
                       keel_dtype_name(w->dtype), keel_dtype_name(off->dtype));
   if (x->ndim != 4 || w->ndim != 4 || off->ndim != 4)
@@ -115,7 +115,7 @@ static double dc_sample(keel_dtype t, const void *plane, int64_t off, int64_t H,
       int64_t xx = x0 + b;
       double wx = b ? lx : 1 - lx;
       if (xx < 0 || xx >= W || wx == 0) continue;
-      v += wy * wx * at_ld(t, plane, off + yy * W + xx);
+      v += wy * wx * keel_elem_load(t, plane, off + yy * W + xx);
     }
   }
   return v;
@@ -136,7 +136,7 @@ keel_status *keel_at_deform_run(AT_RUN) {
   void *Y = out[0].data;
   if (staged) {
     int64_t cnt = keel_view_numel(&in[DC_W]);
-    for (int64_t e = 0; e < cnt; e++) at_st(p.ct, ws, e, at_ld(t, in[DC_W].data, e));
+    for (int64_t e = 0; e < cnt; e++) keel_elem_store(p.ct, ws, e, keel_elem_load(t, in[DC_W].data, e));
     Wt = ws;
     ws += at_align((size_t)cnt * es);
     Y = ws;
@@ -157,10 +157,10 @@ keel_status *keel_at_deform_run(AT_RUN) {
             for (int64_t i = 0; i < p.OH; i++)
               for (int64_t j = 0; j < p.OW; j++) {
                 int64_t pix = i * p.OW + j;
-                double yy = (double)(i * p.sh - p.pt + ki * p.dh) + at_ld(t, off->data, obase + pix);
-                double xx = (double)(j * p.sw - p.pl + kj * p.dw) + at_ld(t, off->data, obase + P + pix);
+                double yy = (double)(i * p.sh - p.pt + ki * p.dh) + keel_elem_load(t, off->data, obase + pix);
+                double xx = (double)(j * p.sw - p.pl + kj * p.dw) + keel_elem_load(t, off->data, obase + P + pix);
                 double v = dc_sample(t, x->data, xoff, p.H, p.W, yy, xx);
-                if (p.has_mask) v *= at_ld(t, in[DC_MASK].data, mbase + pix);
+                if (p.has_mask) v *= keel_elem_load(t, in[DC_MASK].data, mbase + pix);
                 if (dbl) ((double *)col)[crow + pix] = v;
                 else ((float *)col)[crow + pix] = (float)v;
               }
@@ -169,7 +169,7 @@ keel_status *keel_at_deform_run(AT_RUN) {
       /* Y[g] = W[g] (OCg x Cg*KK) * col (Cg*KK x P) */
       size_t wo = (size_t)(g * OCg * Cg * KK), yo = (size_t)(g * OCg * P);
       if (Cg * KK == 0) {
-        for (int64_t e = 0; e < OCg * P; e++) at_st(p.ct, yb, (int64_t)yo + e, 0);
+        for (int64_t e = 0; e < OCg * P; e++) keel_elem_store(p.ct, yb, (int64_t)yo + e, 0);
       } else if (dbl) {
         cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)OCg, (int)P, (int)(Cg * KK), 1.0,
                     (const double *)Wt + wo, (int)(Cg * KK), (const double *)col, (int)P, 0.0, (double *)yb + yo, (int)P);
@@ -179,12 +179,12 @@ keel_status *keel_at_deform_run(AT_RUN) {
       }
     }
     for (int64_t oc = 0; oc < p.OC; oc++) {
-      double bias = p.has_b ? at_ld(t, in[DC_B].data, oc) : 0.0;
+      double bias = p.has_b ? keel_elem_load(t, in[DC_B].data, oc) : 0.0;
       for (int64_t e = 0; e < P; e++) {
         int64_t yi = oc * P + e;
-        double v = at_ld(p.ct, yb, yi) + bias;
-        if (staged) at_st(t, out[0].data, b * p.OC * P + yi, v);
-        else at_st(p.ct, yb, yi, v);
+        double v = keel_elem_load(p.ct, yb, yi) + bias;
+        if (staged) keel_elem_store(t, out[0].data, b * p.OC * P + yi, v);
+        else keel_elem_store(p.ct, yb, yi, v);
       }
     }
   }

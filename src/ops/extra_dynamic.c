@@ -39,7 +39,7 @@ static int cmp_i(int64_t u, int64_t v) { return u < v ? -1 : u > v; }
 static int uq_elem_cmp(const keel_view *x, int64_t a, int64_t b) {
   switch (x->dtype) {
     case KEEL_FLOAT32: case KEEL_FLOAT64: case KEEL_FLOAT16: case KEEL_BFLOAT16: {
-      double u = at_ld(x->dtype, x->data, a), v = at_ld(x->dtype, x->data, b);
+      double u = keel_elem_load(x->dtype, x->data, a), v = keel_elem_load(x->dtype, x->data, b);
       bool nu = u != u, nv = v != v; /* NaNs sort last and equal each other */
       if (nu || nv) return nu == nv ? 0 : (nu ? 1 : -1);
       return u < v ? -1 : u > v;
@@ -190,7 +190,7 @@ static keel_status *nms_setup(const keel_node *n, const keel_view *in, int n_in,
   if (n_in < 2 || !keel_view_present(&in[NMS_BOXES]) || !keel_view_present(&in[NMS_SCORES]))
     return keel_error(KEEL_INVALID_MODEL, "NonMaxSuppression needs boxes and scores");
   const keel_view *bx = &in[NMS_BOXES], *sc = &in[NMS_SCORES];
-  if (!at_is_float(bx->dtype) || !at_is_float(sc->dtype))
+  if (!keel_elem_is_float(bx->dtype) || !keel_elem_is_float(sc->dtype))
     return keel_error(KEEL_UNSUPPORTED, "NonMaxSuppression: boxes/scores dtypes %s/%s (float)",
                       keel_dtype_name(bx->dtype), keel_dtype_name(sc->dtype));
   if (bx->ndim != 3 || bx->dims[2] != 4 || sc->ndim != 3 || sc->dims[0] != bx->dims[0] || sc->dims[2] != bx->dims[1])
@@ -201,13 +201,13 @@ static keel_status *nms_setup(const keel_node *n, const keel_view *in, int n_in,
     if (!keel_view_present(&in[i])) continue;
     if (keel_view_numel(&in[i]) > 1)
       return keel_error(KEEL_INVALID_MODEL, "NonMaxSuppression: input %d must be a scalar", i);
-    if (i == NMS_MAX ? in[i].dtype != KEEL_INT64 && in[i].dtype != KEEL_INT32 : !at_is_float(in[i].dtype))
+    if (i == NMS_MAX ? in[i].dtype != KEEL_INT64 && in[i].dtype != KEEL_INT32 : !keel_elem_is_float(in[i].dtype))
       return keel_error(KEEL_INVALID_MODEL, "NonMaxSuppression: input %d has dtype %s", i, keel_dtype_name(in[i].dtype));
     if (need_data && !in[i].data) return keel_need_value(n, i);
     if (!in[i].data || keel_view_numel(&in[i]) == 0) continue;
     if (i == NMS_MAX) p->max_out = keel_view_get_i64(&in[i], 0);
-    else if (i == NMS_IOU) p->iou = at_ld(in[i].dtype, in[i].data, 0);
-    else p->score_t = at_ld(in[i].dtype, in[i].data, 0), p->has_score_t = true;
+    else if (i == NMS_IOU) p->iou = keel_elem_load(in[i].dtype, in[i].data, 0);
+    else p->score_t = keel_elem_load(in[i].dtype, in[i].data, 0), p->has_score_t = true;
   }
   if (p->max_out < 0) p->max_out = 0;
   if (p->iou < 0 || p->iou > 1)
@@ -224,14 +224,14 @@ typedef struct nms_sort {
 
 static int nms_cmp(const void *vctx, int64_t a, int64_t b) { /* higher score first; the sort is stable */
   const nms_sort *c = vctx;
-  double u = at_ld(c->sc->dtype, c->sc->data, c->base + a), v = at_ld(c->sc->dtype, c->sc->data, c->base + b);
+  double u = keel_elem_load(c->sc->dtype, c->sc->data, c->base + a), v = keel_elem_load(c->sc->dtype, c->sc->data, c->base + b);
   return u > v ? -1 : u < v;
 }
 
 /* corners (ymin, xmin, ymax, xmax) of box i */
 static void nms_box(const nms_p *p, const keel_view *bx, int64_t off, double r[4]) {
-  double a = at_ld(bx->dtype, bx->data, off), b = at_ld(bx->dtype, bx->data, off + 1);
-  double c = at_ld(bx->dtype, bx->data, off + 2), d = at_ld(bx->dtype, bx->data, off + 3);
+  double a = keel_elem_load(bx->dtype, bx->data, off), b = keel_elem_load(bx->dtype, bx->data, off + 1);
+  double c = keel_elem_load(bx->dtype, bx->data, off + 2), d = keel_elem_load(bx->dtype, bx->data, off + 3);
   if (p->center) { /* (x_center, y_center, width, height) */
     r[0] = b - d / 2, r[1] = a - c / 2, r[2] = b + d / 2, r[3] = a + c / 2;
   } else { /* (y1, x1, y2, x2), any diagonal pair */
@@ -258,7 +258,7 @@ static int64_t nms_select(const nms_p *p, const keel_view *in, int64_t *idx, int
       nms_sort ctx = {sc, (b * p->C + c) * p->N};
       int64_t m = 0;
       for (int64_t i = 0; i < p->N; i++)
-        if (!p->has_score_t || at_ld(sc->dtype, sc->data, ctx.base + i) > p->score_t) idx[m++] = i;
+        if (!p->has_score_t || keel_elem_load(sc->dtype, sc->data, ctx.base + i) > p->score_t) idx[m++] = i;
       msort(idx, tmp, m, nms_cmp, &ctx);
       int64_t ns = 0;
       for (int64_t k = 0; k < m && ns < p->max_out; k++) {

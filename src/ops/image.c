@@ -1,10 +1,11 @@
 /* Operator family: image (GridSample, RoiAlign, AffineGrid, Col2Im).
- * Kernels compute in double and read / write elements through small typed load / store helpers, so one
- * kernel serves every element type the operators allow (float16/bfloat16/float/double, and for GridSample
+ * Kernels compute in double and read / write elements through ops/elem.h, so one kernel serves every
+ * element type the operators allow (float16/bfloat16/float/double, and for GridSample
  * and Col2Im the integer types too). CenterCropPad lives in the tensor family. */
 #include <math.h>
 #include <string.h>
 
+#include "ops/elem.h"
 #include "ops/nn_internal.h"
 
 /* ---------------------------------------------------------------- element access */
@@ -19,49 +20,6 @@ static bool num_dtype(keel_dtype t) {
       return false;
   }
 }
-static bool float_dtype(keel_dtype t) {
-  return t == KEEL_FLOAT32 || t == KEEL_FLOAT64 || t == KEEL_FLOAT16 || t == KEEL_BFLOAT16;
-}
-
-static inline double ld(keel_dtype t, const void *p, int64_t i) {
-  switch (t) {
-    case KEEL_FLOAT32: return ((const float *)p)[i];
-    case KEEL_FLOAT64: return ((const double *)p)[i];
-    case KEEL_FLOAT16: return keel_half_to_float(((const uint16_t *)p)[i]);
-    case KEEL_BFLOAT16: return keel_bfloat16_to_float(((const uint16_t *)p)[i]);
-    case KEEL_INT8: return ((const int8_t *)p)[i];
-    case KEEL_UINT8: case KEEL_BOOL: return ((const uint8_t *)p)[i];
-    case KEEL_INT16: return ((const int16_t *)p)[i];
-    case KEEL_UINT16: return ((const uint16_t *)p)[i];
-    case KEEL_INT32: return ((const int32_t *)p)[i];
-    case KEEL_UINT32: return ((const uint32_t *)p)[i];
-    case KEEL_INT64: return (double)((const int64_t *)p)[i];
-    case KEEL_UINT64: return (double)((const uint64_t *)p)[i];
-    default: return 0;
-  }
-}
-
-/* Integers truncate toward zero (numpy's astype), saturating instead of overflowing. */
-#define SAT(T, lo, hi) ((T)(v != v ? 0 : v <= (double)(lo) ? (lo) : v >= (double)(hi) ? (hi) : v))
-static inline void st(keel_dtype t, void *p, int64_t i, double v) {
-  switch (t) {
-    case KEEL_FLOAT32: ((float *)p)[i] = (float)v; break;
-    case KEEL_FLOAT64: ((double *)p)[i] = v; break;
-    case KEEL_FLOAT16: ((uint16_t *)p)[i] = keel_float_to_half((float)v); break;
-    case KEEL_BFLOAT16: ((uint16_t *)p)[i] = keel_float_to_bfloat16((float)v); break;
-    case KEEL_INT8: ((int8_t *)p)[i] = SAT(int8_t, INT8_MIN, INT8_MAX); break;
-    case KEEL_UINT8: ((uint8_t *)p)[i] = SAT(uint8_t, 0, UINT8_MAX); break;
-    case KEEL_BOOL: ((uint8_t *)p)[i] = v != 0; break;
-    case KEEL_INT16: ((int16_t *)p)[i] = SAT(int16_t, INT16_MIN, INT16_MAX); break;
-    case KEEL_UINT16: ((uint16_t *)p)[i] = SAT(uint16_t, 0, UINT16_MAX); break;
-    case KEEL_INT32: ((int32_t *)p)[i] = SAT(int32_t, INT32_MIN, INT32_MAX); break;
-    case KEEL_UINT32: ((uint32_t *)p)[i] = SAT(uint32_t, 0, UINT32_MAX); break;
-    case KEEL_INT64: ((int64_t *)p)[i] = SAT(int64_t, INT64_MIN, INT64_MAX); break;
-    case KEEL_UINT64: ((uint64_t *)p)[i] = SAT(uint64_t, 0, UINT64_MAX); break;
-    default: break;
-  }
-}
-#undef SAT
 
 /* ---------------------------------------------------------------- GridSample */
 
@@ -102,7 +60,7 @@ static keel_status *gs_cfg_get(const keel_node *n, const keel_view *in, int n_in
   c->align = keel_attr_int(n, "align_corners", 0) != 0;
   const keel_view *x = &in[0], *g = &in[1];
   if (!num_dtype(x->dtype)) return keel_error(KEEL_UNSUPPORTED, "input X has dtype %s", keel_dtype_name(x->dtype));
-  if (!float_dtype(g->dtype)) return keel_error(KEEL_UNSUPPORTED, "input grid has dtype %s", keel_dtype_name(g->dtype));
+  if (!keel_elem_is_float(g->dtype)) return keel_error(KEEL_UNSUPPORTED, "input grid has dtype %s", keel_dtype_name(g->dtype));
   c->r = x->ndim - 2;
   if (c->r < 1 || c->r > GS_MAX_SP)
     return keel_error(KEEL_UNSUPPORTED, "input X has rank %d; 3-D to %d-D is supported", x->ndim, GS_MAX_SP + 2);
@@ -200,7 +158,7 @@ static keel_status *gs_run(const keel_node *n, const keel_view *in, int n_in, ke
       double w[GS_MAX_SP][4];
       for (int i = 0; i < r; i++) {
         /* grid's last axis holds (x, y, z): reversed spatial order */
-        double v = ld(gt, g->data, (b * opos + p) * r + (r - 1 - i));
+        double v = keel_elem_load(gt, g->data, (b * opos + p) * r + (r - 1 - i));
         double pos = c.align ? (v + 1) / 2.0 * (double)(isz[i] - 1) : ((v + 1) * (double)isz[i] - 1) / 2.0;
         if (c.mode == GS_NEAREST) pos = nearbyint(pos); /* half to even, as PyTorch */
         /* Linear and nearest move an outside coordinate inside first; cubic pads each of its taps instead
@@ -255,8 +213,8 @@ static keel_status *gs_run(const keel_node *n, const keel_view *in, int n_in, ke
       }
       for (int64_t ch = 0; ch < C; ch++) {
         double acc = 0;
-        for (int k = 0; k < nt; k++) acc += tw[k] * ld(xt, xb, ch * plane + toff[k]);
-        st(xt, out[0].data, (b * C + ch) * opos + p, acc);
+        for (int k = 0; k < nt; k++) acc += tw[k] * keel_elem_load(xt, xb, ch * plane + toff[k]);
+        keel_elem_store(xt, out[0].data, (b * C + ch) * opos + p, acc);
       }
     }
   }
@@ -268,7 +226,7 @@ static keel_status *gs_run(const keel_node *n, const keel_view *in, int n_in, ke
 static keel_status *ag_dims(const keel_node *n, const keel_view *in, int n_in, int64_t *sz, int *nsz) {
   KEEL_TRY(nn_need_inputs(n, n_in, 2, 2));
   const keel_view *th = &in[0], *s = &in[1];
-  if (!float_dtype(th->dtype)) return keel_error(KEEL_UNSUPPORTED, "input theta has dtype %s", keel_dtype_name(th->dtype));
+  if (!keel_elem_is_float(th->dtype)) return keel_error(KEEL_UNSUPPORTED, "input theta has dtype %s", keel_dtype_name(th->dtype));
   if (s->dtype != KEEL_INT64 && s->dtype != KEEL_INT32)
     return keel_error(KEEL_INVALID_MODEL, "input size has dtype %s; int64 expected", keel_dtype_name(s->dtype));
   if (s->ndim != 1 || (s->dims[0] != 4 && s->dims[0] != 5))
@@ -316,7 +274,7 @@ static keel_status *ag_run(const keel_node *n, const keel_view *in, int n_in, ke
     const int64_t tb = b * r * (r + 1);
     double th[3][4];
     for (int i = 0; i < r; i++)
-      for (int j = 0; j <= r; j++) th[i][j] = ld(t, in[0].data, tb + i * (r + 1) + j);
+      for (int j = 0; j <= r; j++) th[i][j] = keel_elem_load(t, in[0].data, tb + i * (r + 1) + j);
     for (int64_t p = 0; p < sp; p++) {
       /* homogeneous base point (x, y, [z,] 1): x runs over the last dim */
       double base[4];
@@ -335,7 +293,7 @@ static keel_status *ag_run(const keel_node *n, const keel_view *in, int n_in, ke
       for (int i = 0; i < r; i++) {
         double acc = 0;
         for (int j = 0; j <= r; j++) acc += th[i][j] * base[j];
-        st(t, out[0].data, o++, acc);
+        keel_elem_store(t, out[0].data, o++, acc);
       }
     }
   }
@@ -347,8 +305,8 @@ static keel_status *ag_run(const keel_node *n, const keel_view *in, int n_in, ke
 static keel_status *roi_check(const keel_node *n, const keel_view *in, int n_in, int64_t *oh, int64_t *ow) {
   KEEL_TRY(nn_need_inputs(n, n_in, 3, 3));
   const keel_view *x = &in[0], *rois = &in[1], *bi = &in[2];
-  if (!float_dtype(x->dtype)) return keel_error(KEEL_UNSUPPORTED, "input X has dtype %s", keel_dtype_name(x->dtype));
-  if (!float_dtype(rois->dtype)) return keel_error(KEEL_UNSUPPORTED, "input rois has dtype %s", keel_dtype_name(rois->dtype));
+  if (!keel_elem_is_float(x->dtype)) return keel_error(KEEL_UNSUPPORTED, "input X has dtype %s", keel_dtype_name(x->dtype));
+  if (!keel_elem_is_float(rois->dtype)) return keel_error(KEEL_UNSUPPORTED, "input rois has dtype %s", keel_dtype_name(rois->dtype));
   if (bi->dtype != KEEL_INT64 && bi->dtype != KEEL_INT32)
     return keel_error(KEEL_INVALID_MODEL, "input batch_indices has dtype %s; int64 expected", keel_dtype_name(bi->dtype));
   if (x->ndim != 4) return keel_error(KEEL_SHAPE_MISMATCH, "input X must be 4-D (got rank %d)", x->ndim);
@@ -398,8 +356,8 @@ static keel_status *roi_run(const keel_node *n, const keel_view *in, int n_in, k
       return keel_error(KEEL_INVALID_ARGUMENT, "batch_indices[%lld] = %lld is outside [0, %lld)", (long long)q,
                         (long long)b, (long long)N);
     const double off = half_pixel ? 0.5 : 0.0;
-    const double x0 = ld(rt, rois->data, q * 4 + 0) * scale - off, y0 = ld(rt, rois->data, q * 4 + 1) * scale - off;
-    const double x1 = ld(rt, rois->data, q * 4 + 2) * scale - off, y1 = ld(rt, rois->data, q * 4 + 3) * scale - off;
+    const double x0 = keel_elem_load(rt, rois->data, q * 4 + 0) * scale - off, y0 = keel_elem_load(rt, rois->data, q * 4 + 1) * scale - off;
+    const double x1 = keel_elem_load(rt, rois->data, q * 4 + 2) * scale - off, y1 = keel_elem_load(rt, rois->data, q * 4 + 3) * scale - off;
     double rw = x1 - x0, rh = y1 - y0;
     if (!isfinite(x0) || !isfinite(y0) || !isfinite(rw) || !isfinite(rh))
       return keel_error(KEEL_INVALID_ARGUMENT, "roi %lld has non-finite coordinates", (long long)q);
@@ -419,7 +377,7 @@ static keel_status *roi_run(const keel_node *n, const keel_view *in, int n_in, k
     for (int64_t ph = 0; ph < PH; ph++)
       for (int64_t pw = 0; pw < PW; pw++) {
         const int64_t o = ph * PW + pw;
-        for (int64_t ch = 0; ch < C; ch++) st(xt, Y, obase + ch * pbin + o, 0);
+        for (int64_t ch = 0; ch < C; ch++) keel_elem_store(xt, Y, obase + ch * pbin + o, 0);
         bool first = true;
         for (int64_t iy = 0; iy < gh; iy++) {
           double yy = y0 + (double)ph * bh + ((double)iy + 0.5) * bh / (double)gh;
@@ -449,14 +407,14 @@ static keel_status *roi_run(const keel_node *n, const keel_view *in, int n_in, k
             }
             for (int64_t ch = 0; ch < C; ch++) {
               const int64_t xo = xbase + ch * H * W, yo = obase + ch * pbin + o;
-              double v0 = wt[0] * ld(xt, x->data, xo + pos[0]), v1 = wt[1] * ld(xt, x->data, xo + pos[1]);
-              double v2 = wt[2] * ld(xt, x->data, xo + pos[2]), v3 = wt[3] * ld(xt, x->data, xo + pos[3]);
+              double v0 = wt[0] * keel_elem_load(xt, x->data, xo + pos[0]), v1 = wt[1] * keel_elem_load(xt, x->data, xo + pos[1]);
+              double v2 = wt[2] * keel_elem_load(xt, x->data, xo + pos[2]), v3 = wt[3] * keel_elem_load(xt, x->data, xo + pos[3]);
               if (is_max) {
                 /* the max of the weighted corner values, as the ONNX reference and ONNX Runtime */
                 double v = fmax(fmax(v0, v1), fmax(v2, v3));
-                st(xt, Y, yo, first ? v : fmax(ld(xt, Y, yo), v));
+                keel_elem_store(xt, Y, yo, first ? v : fmax(keel_elem_load(xt, Y, yo), v));
               } else {
-                st(xt, Y, yo, ld(xt, Y, yo) + v0 + v1 + v2 + v3);
+                keel_elem_store(xt, Y, yo, keel_elem_load(xt, Y, yo) + v0 + v1 + v2 + v3);
               }
             }
             first = false;
@@ -465,7 +423,7 @@ static keel_status *roi_run(const keel_node *n, const keel_view *in, int n_in, k
         if (!is_max)
           for (int64_t ch = 0; ch < C; ch++) {
             const int64_t yo = obase + ch * pbin + o;
-            st(xt, Y, yo, ld(xt, Y, yo) / count);
+            keel_elem_store(xt, Y, yo, keel_elem_load(xt, Y, yo) / count);
           }
       }
   }
@@ -583,7 +541,7 @@ static keel_status *c2i_run(const keel_node *n, const keel_view *in, int n_in, k
         if (t == KEEL_FLOAT32)
           ((float *)Y)[ob + oi] += ((const float *)in[0].data)[xi];
         else
-          st(t, Y, ob + oi, ld(t, Y, ob + oi) + ld(t, in[0].data, xi));
+          keel_elem_store(t, Y, ob + oi, keel_elem_load(t, Y, ob + oi) + keel_elem_load(t, in[0].data, xi));
       }
     }
   }

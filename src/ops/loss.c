@@ -13,34 +13,14 @@
 #include <string.h>
 
 #include "ops/op.h"
+#include "ops/elem.h"
 
 #define L_IN const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out
 #define L_RUN_ARGS const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out, keel_exec *ex
 
 typedef enum { RED_NONE, RED_SUM, RED_MEAN } reduction;
 
-static bool l_float(keel_dtype t) {
-  return t == KEEL_FLOAT32 || t == KEEL_FLOAT64 || t == KEEL_FLOAT16 || t == KEEL_BFLOAT16;
-}
 
-static double l_load(keel_dtype t, const void *p, int64_t i) {
-  switch (t) {
-    case KEEL_FLOAT32: return ((const float *)p)[i];
-    case KEEL_FLOAT64: return ((const double *)p)[i];
-    case KEEL_FLOAT16: return keel_half_to_float(((const uint16_t *)p)[i]);
-    case KEEL_BFLOAT16: return keel_bfloat16_to_float(((const uint16_t *)p)[i]);
-    default: return 0;
-  }
-}
-static void l_store(keel_dtype t, void *p, int64_t i, double v) {
-  switch (t) {
-    case KEEL_FLOAT32: ((float *)p)[i] = (float)v; break;
-    case KEEL_FLOAT64: ((double *)p)[i] = v; break;
-    case KEEL_FLOAT16: ((uint16_t *)p)[i] = keel_float_to_half((float)v); break;
-    case KEEL_BFLOAT16: ((uint16_t *)p)[i] = keel_float_to_bfloat16((float)v); break;
-    default: break;
-  }
-}
 static int64_t l_index(keel_dtype t, const void *p, int64_t i) {
   return t == KEEL_INT32 ? ((const int32_t *)p)[i] : ((const int64_t *)p)[i];
 }
@@ -57,7 +37,7 @@ static keel_status *loss_plan(const keel_node *n, const char *what, const keel_v
   if (n_in < 2 || n_in > 3 || !keel_view_present(&in[0]) || !keel_view_present(&in[1]))
     return keel_error(KEEL_INVALID_MODEL, "%s takes scores, target and optional weights", what);
   const keel_view *x = &in[0], *t = &in[1];
-  if (!l_float(x->dtype))
+  if (!keel_elem_is_float(x->dtype))
     return keel_error(KEEL_INVALID_MODEL, "%s: input dtype %s is not a float type", what, keel_dtype_name(x->dtype));
   if (t->dtype != KEEL_INT32 && t->dtype != KEEL_INT64)
     return keel_error(KEEL_INVALID_MODEL, "%s: target dtype %s must be int32 or int64", what,
@@ -115,13 +95,13 @@ static keel_status *loss_target(const char *what, const lplan *p, const keel_vie
     return keel_error(KEEL_INVALID_ARGUMENT, "%s: target %lld at element %lld is outside [0, %lld)", what,
                       (long long)c, (long long)e, (long long)p->C);
   *cls = c;
-  *w = p->w ? l_load(p->w->dtype, p->w->data, c) : 1.0;
+  *w = p->w ? keel_elem_load(p->w->dtype, p->w->data, c) : 1.0;
   return NULL;
 }
 
 static void loss_finish(const lplan *p, keel_view *o, double sum, double wsum) {
-  if (p->red == RED_SUM) l_store(o->dtype, o->data, 0, sum);
-  if (p->red == RED_MEAN) l_store(o->dtype, o->data, 0, sum / wsum);
+  if (p->red == RED_SUM) keel_elem_store(o->dtype, o->data, 0, sum);
+  if (p->red == RED_MEAN) keel_elem_store(o->dtype, o->data, 0, sum / wsum);
 }
 
 /* ---------------------------------------------------------------------------------------------------- */
@@ -147,9 +127,9 @@ static keel_status *nll_run(L_RUN_ARGS) {
       int64_t e = i * p.D + d, c;
       double w;
       KEEL_TRY(loss_target(what, &p, t, e, &c, &w));
-      double l = c < 0 ? 0.0 : -w * l_load(x->dtype, x->data, (i * p.C + c) * p.D + d);
+      double l = c < 0 ? 0.0 : -w * keel_elem_load(x->dtype, x->data, (i * p.C + c) * p.D + d);
       if (p.red == RED_NONE)
-        l_store(out[0].dtype, out[0].data, e, l);
+        keel_elem_store(out[0].dtype, out[0].data, e, l);
       else
         sum += l, wsum += w;
     }
@@ -193,25 +173,25 @@ static keel_status *sce_run(L_RUN_ARGS) {
     for (int64_t d = 0; d < p.D; d++) mx[d] = -INFINITY, lse[d] = 0;
     for (int64_t c = 0; c < p.C; c++)
       for (int64_t d = 0; d < p.D; d++) {
-        double v = l_load(x->dtype, x->data, base + c * p.D + d);
+        double v = keel_elem_load(x->dtype, x->data, base + c * p.D + d);
         if (v > mx[d] || v != v) mx[d] = v;
       }
     for (int64_t c = 0; c < p.C; c++)
-      for (int64_t d = 0; d < p.D; d++) lse[d] += exp(l_load(x->dtype, x->data, base + c * p.D + d) - mx[d]);
+      for (int64_t d = 0; d < p.D; d++) lse[d] += exp(keel_elem_load(x->dtype, x->data, base + c * p.D + d) - mx[d]);
     for (int64_t d = 0; d < p.D; d++) lse[d] = mx[d] + log(lse[d]);
     if (lp)
       for (int64_t c = 0; c < p.C; c++)
         for (int64_t d = 0; d < p.D; d++) {
           int64_t k = base + c * p.D + d;
-          l_store(lp->dtype, lp->data, k, l_load(x->dtype, x->data, k) - lse[d]);
+          keel_elem_store(lp->dtype, lp->data, k, keel_elem_load(x->dtype, x->data, k) - lse[d]);
         }
     for (int64_t d = 0; d < p.D; d++) {
       int64_t e = i * p.D + d, c;
       double w;
       KEEL_TRY(loss_target(what, &p, t, e, &c, &w));
-      double l = c < 0 ? 0.0 : -w * (l_load(x->dtype, x->data, base + c * p.D + d) - lse[d]);
+      double l = c < 0 ? 0.0 : -w * (keel_elem_load(x->dtype, x->data, base + c * p.D + d) - lse[d]);
       if (p.red == RED_NONE)
-        l_store(out[0].dtype, out[0].data, e, l);
+        keel_elem_store(out[0].dtype, out[0].data, e, l);
       else
         sum += l, wsum += w;
     }

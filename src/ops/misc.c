@@ -13,43 +13,10 @@
 #include <time.h>
 
 #include "ops/op.h"
+#include "ops/elem.h"
 
 #define M_IN const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out
 #define M_RUN_ARGS const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out, keel_exec *ex
-
-static bool m_float(keel_dtype t) {
-  return t == KEEL_FLOAT32 || t == KEEL_FLOAT64 || t == KEEL_FLOAT16 || t == KEEL_BFLOAT16;
-}
-
-static double m_load(keel_dtype t, const void *p, int64_t i) {
-  switch (t) {
-    case KEEL_FLOAT32: return ((const float *)p)[i];
-    case KEEL_FLOAT64: return ((const double *)p)[i];
-    case KEEL_FLOAT16: return keel_half_to_float(((const uint16_t *)p)[i]);
-    case KEEL_BFLOAT16: return keel_bfloat16_to_float(((const uint16_t *)p)[i]);
-    default: return 0;
-  }
-}
-
-/* Store v (a float value, or 0/1 for Bernoulli) into any numeric dtype. */
-static void m_store(keel_dtype t, void *p, int64_t i, double v) {
-  switch (t) {
-    case KEEL_FLOAT32: ((float *)p)[i] = (float)v; break;
-    case KEEL_FLOAT64: ((double *)p)[i] = v; break;
-    case KEEL_FLOAT16: ((uint16_t *)p)[i] = keel_float_to_half((float)v); break;
-    case KEEL_BFLOAT16: ((uint16_t *)p)[i] = keel_float_to_bfloat16((float)v); break;
-    case KEEL_INT8: ((int8_t *)p)[i] = (int8_t)v; break;
-    case KEEL_UINT8: ((uint8_t *)p)[i] = (uint8_t)v; break;
-    case KEEL_BOOL: ((uint8_t *)p)[i] = v != 0; break;
-    case KEEL_INT16: ((int16_t *)p)[i] = (int16_t)v; break;
-    case KEEL_UINT16: ((uint16_t *)p)[i] = (uint16_t)v; break;
-    case KEEL_INT32: ((int32_t *)p)[i] = (int32_t)v; break;
-    case KEEL_UINT32: ((uint32_t *)p)[i] = (uint32_t)v; break;
-    case KEEL_INT64: ((int64_t *)p)[i] = (int64_t)v; break;
-    case KEEL_UINT64: ((uint64_t *)p)[i] = (uint64_t)v; break;
-    default: break;
-  }
-}
 
 /* ---------------------------------------------------------------------------------------------------- */
 /* ReverseSequence. */
@@ -151,7 +118,7 @@ static void mrng_init(const keel_node *n, mrng *r) {
 /* Output dtype from the `dtype` attribute (default `dflt`); must be a float type. */
 static keel_status *rand_dtype(const keel_node *n, const char *what, keel_dtype dflt, keel_dtype *out) {
   int64_t d = keel_attr_int(n, "dtype", (int64_t)dflt);
-  if (d < 0 || d > 16 || !m_float((keel_dtype)d))
+  if (d < 0 || d > 16 || !keel_elem_is_float((keel_dtype)d))
     return keel_error(KEEL_INVALID_MODEL, "%s: dtype %lld is not float16, float, double or bfloat16", what,
                       (long long)d);
   *out = (keel_dtype)d;
@@ -166,10 +133,10 @@ static void rand_fill(const keel_node *n, dist k, keel_view *o) {
   int64_t cnt = keel_view_numel(o);
   if (k == DIST_UNIFORM) {
     double lo = keel_attr_float(n, "low", 0.0f), hi = keel_attr_float(n, "high", 1.0f);
-    for (int64_t i = 0; i < cnt; i++) m_store(o->dtype, o->data, i, lo + (hi - lo) * mrng_uniform(&r));
+    for (int64_t i = 0; i < cnt; i++) keel_elem_store(o->dtype, o->data, i, lo + (hi - lo) * mrng_uniform(&r));
   } else {
     double mean = keel_attr_float(n, "mean", 0.0f), sd = keel_attr_float(n, "scale", 1.0f);
-    for (int64_t i = 0; i < cnt; i++) m_store(o->dtype, o->data, i, mean + sd * mrng_normal(&r));
+    for (int64_t i = 0; i < cnt; i++) keel_elem_store(o->dtype, o->data, i, mean + sd * mrng_normal(&r));
   }
 }
 
@@ -194,7 +161,7 @@ static keel_status *rand_like_infer(const keel_node *n, const char *what, const 
   if (n_in != 1 || !keel_view_present(&in[0])) return keel_error(KEEL_INVALID_MODEL, "%s takes 1 input", what);
   if (n_out != 1) return keel_error(KEEL_INVALID_MODEL, "%s has 1 output, got %d", what, n_out);
   keel_dtype t = KEEL_FLOAT32;
-  if (!keel_node_attr(n, "dtype") && !m_float(in[0].dtype))
+  if (!keel_node_attr(n, "dtype") && !keel_elem_is_float(in[0].dtype))
     return keel_error(KEEL_INVALID_MODEL, "%s: input dtype %s is not a float type and no 'dtype' is given", what,
                       keel_dtype_name(in[0].dtype));
   KEEL_TRY(rand_dtype(n, what, in[0].dtype, &t));
@@ -220,7 +187,7 @@ static keel_status *rnorm_run(M_RUN_ARGS) {
 static keel_status *bern_infer(M_IN) {
   if (n_in != 1 || !keel_view_present(&in[0])) return keel_error(KEEL_INVALID_MODEL, "Bernoulli takes 1 input");
   if (n_out != 1) return keel_error(KEEL_INVALID_MODEL, "Bernoulli has 1 output, got %d", n_out);
-  if (!m_float(in[0].dtype))
+  if (!keel_elem_is_float(in[0].dtype))
     return keel_error(KEEL_INVALID_MODEL, "Bernoulli: input dtype %s is not a float type",
                       keel_dtype_name(in[0].dtype));
   int64_t d = keel_attr_int(n, "dtype", in[0].dtype);
@@ -235,8 +202,8 @@ static keel_status *bern_run(M_RUN_ARGS) {
   mrng_init(n, &r);
   int64_t cnt = keel_view_numel(&in[0]);
   for (int64_t i = 0; i < cnt; i++) {
-    double p = m_load(in[0].dtype, in[0].data, i);
-    m_store(out[0].dtype, out[0].data, i, mrng_uniform(&r) < p ? 1.0 : 0.0);
+    double p = keel_elem_load(in[0].dtype, in[0].data, i);
+    keel_elem_store(out[0].dtype, out[0].data, i, mrng_uniform(&r) < p ? 1.0 : 0.0);
   }
   return NULL;
 }
@@ -245,7 +212,7 @@ static keel_status *bern_run(M_RUN_ARGS) {
 static keel_status *multi_infer(M_IN) {
   if (n_in != 1 || !keel_view_present(&in[0])) return keel_error(KEEL_INVALID_MODEL, "Multinomial takes 1 input");
   if (n_out != 1) return keel_error(KEEL_INVALID_MODEL, "Multinomial has 1 output, got %d", n_out);
-  if (!m_float(in[0].dtype))
+  if (!keel_elem_is_float(in[0].dtype))
     return keel_error(KEEL_INVALID_MODEL, "Multinomial: input dtype %s is not a float type",
                       keel_dtype_name(in[0].dtype));
   if (in[0].ndim != 2)
@@ -270,21 +237,21 @@ static keel_status *multi_run(M_RUN_ARGS) {
     /* Draw u * total over exp(x - max) and walk the row: no workspace needed for the CDF. */
     double mx = -INFINITY, total = 0;
     for (int64_t c = 0; c < C; c++) {
-      double v = m_load(in[0].dtype, in[0].data, b * C + c);
+      double v = keel_elem_load(in[0].dtype, in[0].data, b * C + c);
       mx = v > mx ? v : mx;
     }
-    for (int64_t c = 0; c < C; c++) total += exp(m_load(in[0].dtype, in[0].data, b * C + c) - mx);
+    for (int64_t c = 0; c < C; c++) total += exp(keel_elem_load(in[0].dtype, in[0].data, b * C + c) - mx);
     for (int64_t s = 0; s < S; s++) {
       double u = mrng_uniform(&r) * total, acc = 0;
       int64_t pick = C - 1;
       for (int64_t c = 0; c < C; c++) {
-        acc += exp(m_load(in[0].dtype, in[0].data, b * C + c) - mx);
+        acc += exp(keel_elem_load(in[0].dtype, in[0].data, b * C + c) - mx);
         if (u < acc) {
           pick = c;
           break;
         }
       }
-      m_store(out[0].dtype, out[0].data, b * S + s, (double)pick);
+      keel_elem_store(out[0].dtype, out[0].data, b * S + s, (double)pick);
     }
   }
   return NULL;

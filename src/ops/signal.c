@@ -6,46 +6,12 @@
 #include <math.h>
 #include <string.h>
 
+#include "ops/elem.h"
 #include "ops/nn_internal.h"
 
 #ifndef M_PI
 #define M_PI 3.14159265358979323846
 #endif
-
-static bool float_dtype(keel_dtype t) {
-  return t == KEEL_FLOAT32 || t == KEEL_FLOAT64 || t == KEEL_FLOAT16 || t == KEEL_BFLOAT16;
-}
-
-static inline double ld(keel_dtype t, const void *p, int64_t i) {
-  switch (t) {
-    case KEEL_FLOAT32: return ((const float *)p)[i];
-    case KEEL_FLOAT64: return ((const double *)p)[i];
-    case KEEL_FLOAT16: return keel_half_to_float(((const uint16_t *)p)[i]);
-    case KEEL_BFLOAT16: return keel_bfloat16_to_float(((const uint16_t *)p)[i]);
-    default: return 0;
-  }
-}
-
-/* Store v as dtype t; integers truncate toward zero and saturate (numpy astype, minus its overflow). */
-#define SAT(T, lo, hi) ((T)(v != v ? 0 : v <= (double)(lo) ? (lo) : v >= (double)(hi) ? (hi) : v))
-static inline void st(keel_dtype t, void *p, int64_t i, double v) {
-  switch (t) {
-    case KEEL_FLOAT32: ((float *)p)[i] = (float)v; break;
-    case KEEL_FLOAT64: ((double *)p)[i] = v; break;
-    case KEEL_FLOAT16: ((uint16_t *)p)[i] = keel_float_to_half((float)v); break;
-    case KEEL_BFLOAT16: ((uint16_t *)p)[i] = keel_float_to_bfloat16((float)v); break;
-    case KEEL_INT8: ((int8_t *)p)[i] = SAT(int8_t, INT8_MIN, INT8_MAX); break;
-    case KEEL_UINT8: ((uint8_t *)p)[i] = SAT(uint8_t, 0, UINT8_MAX); break;
-    case KEEL_INT16: ((int16_t *)p)[i] = SAT(int16_t, INT16_MIN, INT16_MAX); break;
-    case KEEL_UINT16: ((uint16_t *)p)[i] = SAT(uint16_t, 0, UINT16_MAX); break;
-    case KEEL_INT32: ((int32_t *)p)[i] = SAT(int32_t, INT32_MIN, INT32_MAX); break;
-    case KEEL_UINT32: ((uint32_t *)p)[i] = SAT(uint32_t, 0, UINT32_MAX); break;
-    case KEEL_INT64: ((int64_t *)p)[i] = SAT(int64_t, INT64_MIN, INT64_MAX); break;
-    case KEEL_UINT64: ((uint64_t *)p)[i] = SAT(uint64_t, 0, UINT64_MAX); break;
-    default: break;
-  }
-}
-#undef SAT
 
 static bool out_dtype_ok(keel_dtype t) {
   switch (t) {
@@ -144,7 +110,7 @@ static keel_status *dft_cfg_get(const keel_node *n, const keel_view *in, int n_i
   KEEL_TRY(nn_need_inputs(n, n_in, 1, n->opset >= 20 ? 3 : 2));
   const keel_view *x = &in[0];
   if (!nn_has(in, n_in, 0)) return keel_error(KEEL_INVALID_MODEL, "input is required");
-  if (!float_dtype(x->dtype)) return keel_error(KEEL_UNSUPPORTED, "input has dtype %s", keel_dtype_name(x->dtype));
+  if (!keel_elem_is_float(x->dtype)) return keel_error(KEEL_UNSUPPORTED, "input has dtype %s", keel_dtype_name(x->dtype));
   c->rank = x->ndim;
   if (c->rank < 2) return keel_error(KEEL_SHAPE_MISMATCH, "input must have rank >= 2 (got %d)", c->rank);
   const int64_t last = x->dims[c->rank - 1];
@@ -226,8 +192,8 @@ static keel_status *dft_run(const keel_node *n, const keel_view *in, int n_in, k
         const int64_t h = nf / 2 + 1;
         for (int64_t k = 0; k < h; k++) {
           bool have = k < c.m;
-          bi[2 * k] = have ? ld(t, x->data, (ib + k * inner) * ci) : 0;
-          bi[2 * k + 1] = have && ci == 2 ? ld(t, x->data, (ib + k * inner) * ci + 1) : 0;
+          bi[2 * k] = have ? keel_elem_load(t, x->data, (ib + k * inner) * ci) : 0;
+          bi[2 * k + 1] = have && ci == 2 ? keel_elem_load(t, x->data, (ib + k * inner) * ci + 1) : 0;
         }
         for (int64_t k = h; k < nf; k++) {
           bi[2 * k] = bi[2 * (nf - k)];
@@ -236,15 +202,15 @@ static keel_status *dft_run(const keel_node *n, const keel_view *in, int n_in, k
       } else {
         for (int64_t k = 0; k < nf; k++) {
           bool have = k < c.m;
-          bi[2 * k] = have ? ld(t, x->data, (ib + k * inner) * ci) : 0;
-          bi[2 * k + 1] = have && ci == 2 ? ld(t, x->data, (ib + k * inner) * ci + 1) : 0;
+          bi[2 * k] = have ? keel_elem_load(t, x->data, (ib + k * inner) * ci) : 0;
+          bi[2 * k + 1] = have && ci == 2 ? keel_elem_load(t, x->data, (ib + k * inner) * ci + 1) : 0;
         }
       }
       transform(bi, bo, tw, nf);
       const int64_t ob = o * c.olen * inner + q;
       for (int64_t k = 0; k < c.olen; k++) {
-        st(t, out[0].data, (ob + k * inner) * co, bo[2 * k] * scale);
-        if (co == 2) st(t, out[0].data, (ob + k * inner) * co + 1, bo[2 * k + 1] * scale);
+        keel_elem_store(t, out[0].data, (ob + k * inner) * co, bo[2 * k] * scale);
+        if (co == 2) keel_elem_store(t, out[0].data, (ob + k * inner) * co + 1, bo[2 * k + 1] * scale);
       }
     }
   return NULL;
@@ -262,7 +228,7 @@ static keel_status *stft_cfg_get(const keel_node *n, const keel_view *in, int n_
   const keel_view *x = &in[0];
   if (!nn_has(in, n_in, 0) || !nn_has(in, n_in, 1))
     return keel_error(KEEL_INVALID_MODEL, "inputs signal and frame_step are required");
-  if (!float_dtype(x->dtype)) return keel_error(KEEL_UNSUPPORTED, "signal has dtype %s", keel_dtype_name(x->dtype));
+  if (!keel_elem_is_float(x->dtype)) return keel_error(KEEL_UNSUPPORTED, "signal has dtype %s", keel_dtype_name(x->dtype));
   if (x->ndim != 3 || (x->dims[2] != 1 && x->dims[2] != 2))
     return keel_error(KEEL_SHAPE_MISMATCH, "signal must have shape [batch, length, 1 or 2]");
   c->B = x->dims[0];
@@ -275,7 +241,7 @@ static keel_status *stft_cfg_get(const keel_node *n, const keel_view *in, int n_
   if (c->has_window) {
     const keel_view *w = &in[2];
     if (w->ndim != 1) return keel_error(KEEL_SHAPE_MISMATCH, "window must be 1-D (got rank %d)", w->ndim);
-    if (!float_dtype(w->dtype)) return keel_error(KEEL_UNSUPPORTED, "window has dtype %s", keel_dtype_name(w->dtype));
+    if (!keel_elem_is_float(w->dtype)) return keel_error(KEEL_UNSUPPORTED, "window has dtype %s", keel_dtype_name(w->dtype));
     wl = w->dims[0];
   }
   if (nn_has(in, n_in, 3)) {
@@ -330,15 +296,15 @@ static keel_status *stft_run(const keel_node *n, const keel_view *in, int n_in, 
     for (int64_t f = 0; f < c.frames; f++) {
       const int64_t base = b * c.L + f * c.step;
       for (int64_t k = 0; k < nf; k++) {
-        const double w = c.has_window ? ld(in[2].dtype, in[2].data, k) : 1.0;
-        bi[2 * k] = w * ld(t, in[0].data, (base + k) * ci);
-        bi[2 * k + 1] = ci == 2 ? w * ld(t, in[0].data, (base + k) * ci + 1) : 0;
+        const double w = c.has_window ? keel_elem_load(in[2].dtype, in[2].data, k) : 1.0;
+        bi[2 * k] = w * keel_elem_load(t, in[0].data, (base + k) * ci);
+        bi[2 * k + 1] = ci == 2 ? w * keel_elem_load(t, in[0].data, (base + k) * ci + 1) : 0;
       }
       transform(bi, bo, tw, nf);
       const int64_t ob = (b * c.frames + f) * c.bins * 2;
       for (int64_t k = 0; k < c.bins; k++) {
-        st(t, out[0].data, ob + 2 * k, bo[2 * k]);
-        st(t, out[0].data, ob + 2 * k + 1, bo[2 * k + 1]);
+        keel_elem_store(t, out[0].data, ob + 2 * k, bo[2 * k]);
+        keel_elem_store(t, out[0].data, ob + 2 * k + 1, bo[2 * k + 1]);
       }
     }
   return NULL;
@@ -373,7 +339,7 @@ static keel_status *win_run(const keel_node *n, const keel_view *in, int n_in, k
       v = 25.0 / 46.0 - (21.0 / 46.0) * cos(a);
     else /* BlackmanWindow */
       v = 0.42 - 0.5 * cos(a) + 0.08 * cos(2 * a);
-    st(out[0].dtype, out[0].data, i, v);
+    keel_elem_store(out[0].dtype, out[0].data, i, v);
   }
   return NULL;
 }
@@ -388,7 +354,7 @@ static keel_status *mel_dims(const keel_node *n, const keel_view *in, int n_in, 
     return keel_error(KEEL_INVALID_ARGUMENT, "num_mel_bins %lld must be >= 0 and dft_length %lld >= 1",
                       (long long)*bins, (long long)*dft);
   for (int i = 3; i < 5; i++)
-    if (!float_dtype(in[i].dtype) || keel_view_numel(&in[i]) != 1)
+    if (!keel_elem_is_float(in[i].dtype) || keel_view_numel(&in[i]) != 1)
       return keel_error(KEEL_INVALID_MODEL, "input %s must be a float scalar", i == 3 ? "lower_edge_hertz" : "upper_edge_hertz");
   return NULL;
 }
@@ -410,12 +376,12 @@ static keel_status *mel_run(const keel_node *n, const keel_view *in, int n_in, k
   KEEL_TRY(mel_dims(n, in, n_in, &M, &dft));
   KEEL_TRY(scalar_int(n, in, n_in, 2, "sample_rate", &sr));
   if (sr < 1) return keel_error(KEEL_INVALID_ARGUMENT, "sample_rate %lld must be positive", (long long)sr);
-  const double lo = ld(in[3].dtype, in[3].data, 0), hi = ld(in[4].dtype, in[4].data, 0);
+  const double lo = keel_elem_load(in[3].dtype, in[3].data, 0), hi = keel_elem_load(in[4].dtype, in[4].data, 0);
   if (!isfinite(lo) || !isfinite(hi) || lo < 0 || hi < lo)
     return keel_error(KEEL_INVALID_ARGUMENT, "edges %g .. %g Hz must satisfy 0 <= lower <= upper", lo, hi);
   const int64_t nb = dft / 2 + 1;
   const keel_dtype t = out[0].dtype;
-  for (int64_t i = 0; i < nb * M; i++) st(t, out[0].data, i, 0);
+  for (int64_t i = 0; i < nb * M; i++) keel_elem_store(t, out[0].data, i, 0);
   /* M+2 edges evenly spaced on the mel scale, mapped to spectrogram bins (as the ONNX reference) */
   const double lm = 2595.0 * log10(1.0 + lo / 700.0), hm = 2595.0 * log10(1.0 + hi / 700.0);
   const double step = (hm - lm) / (double)(M + 2);
@@ -427,10 +393,10 @@ static keel_status *mel_run(const keel_node *n, const keel_view *in, int n_in, k
     if (k >= 2) {
       const int64_t i = k - 2, l = prev2, ctr = prev1, r = bin;
       if (ctr - l == 0) {
-        if (ctr >= 0 && ctr < nb) st(t, out[0].data, ctr * M + i, 1.0);
+        if (ctr >= 0 && ctr < nb) keel_elem_store(t, out[0].data, ctr * M + i, 1.0);
       } else {
         for (int64_t j = l; j <= ctr && j < nb; j++)
-          if (j >= 0) st(t, out[0].data, j * M + i, (double)(j - l) / (double)(ctr - l));
+          if (j >= 0) keel_elem_store(t, out[0].data, j * M + i, (double)(j - l) / (double)(ctr - l));
       }
       if (r >= nb)
         return keel_error(KEEL_INVALID_ARGUMENT,
@@ -439,7 +405,7 @@ static keel_status *mel_run(const keel_node *n, const keel_view *in, int n_in, k
                           (long long)dft, (long long)sr);
       if (r - ctr > 0)
         for (int64_t j = ctr; j < r && j < nb; j++)
-          if (j >= 0) st(t, out[0].data, j * M + i, (double)(r - j) / (double)(r - ctr));
+          if (j >= 0) keel_elem_store(t, out[0].data, j * M + i, (double)(r - j) / (double)(r - ctr));
     }
     prev2 = prev1;
     prev1 = bin;
