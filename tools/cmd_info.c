@@ -6,8 +6,10 @@
 #include "cli.h"
 #include "runtime/engine_internal.h"
 
-static void print_io(const char *kind, const keel_io_info *info) {
-  printf("  %s %-24s %s[", kind, info->name, keel_dtype_name(info->dtype));
+static void print_io(const char *kind, const keel_io_info *info, keel_value_kind vk) {
+  const char *wrap = vk == KEEL_VALUE_SEQUENCE ? "sequence of " : vk == KEEL_VALUE_OPTIONAL ? "optional " :
+                     vk == KEEL_VALUE_OPTIONAL_SEQUENCE ? "optional sequence of " : "";
+  printf("  %s %-24s %s%s[", kind, info->name, wrap, keel_dtype_name(info->dtype));
   for (int d = 0; d < info->ndim; d++) {
     if (d) printf(",");
     if (info->dim_params[d]) printf("%s", info->dim_params[d]);
@@ -54,13 +56,13 @@ int keel_cmd_info(int argc, char **argv) {
   for (size_t i = 0; i < keel_engine_input_count(e); i++) {
     keel_io_info info;
     keel_engine_input_info(e, i, &info);
-    print_io("in ", &info);
+    print_io("in ", &info, g->values[g->inputs[i]].kind);
   }
   printf("outputs:\n");
   for (size_t i = 0; i < keel_engine_output_count(e); i++) {
     keel_io_info info;
     keel_engine_output_info(e, i, &info);
-    print_io("out", &info);
+    print_io("out", &info, g->values[g->outputs[i]].kind);
   }
   printf("nodes: %d as loaded, %d after optimization\n", e->n_nodes_loaded, g->n_nodes);
   /* operator histogram of the optimized graph */

@@ -15,6 +15,9 @@
 
 #include "cli.h"
 #include "onnx/onnx_import.h"
+#include "runtime/engine_internal.h"
+#include "runtime/interp.h"
+#include "runtime/interp_seq.h"
 
 
 typedef struct test_opts {
@@ -433,6 +436,267 @@ done:
   return ok;
 }
 
+/* ---- sequences and optionals ----------------------------------------------------------------------------
+ * The public API is tensor-only. Models whose graph inputs or outputs are sequences or optionals run here
+ * through the interpreter's value interface (keel-internal: runtime/interp.h, keel_interp_run_values).
+ * Their test data are SequenceProto / OptionalProto messages (onnx-data.proto), which the generated decoder
+ * (from onnx.proto) does not include, so they are read with a small wire-format reader; their tensors go
+ * through the usual TensorProto decoder. */
+
+static bool graph_has_values(const keel_graph *g) {
+  for (int i = 0; i < g->n_inputs; i++)
+    if (g->values[g->inputs[i]].kind != KEEL_VALUE_TENSOR) return true;
+  for (int i = 0; i < g->n_outputs; i++)
+    if (g->values[g->outputs[i]].kind != KEEL_VALUE_TENSOR) return true;
+  return false;
+}
+
+static bool pb_varint(const uint8_t **p, const uint8_t *end, uint64_t *v) {
+  *v = 0;
+  for (int shift = 0; shift < 64 && *p < end; shift += 7) {
+    uint8_t b = *(*p)++;
+    *v |= (uint64_t)(b & 0x7f) << shift;
+    if (!(b & 0x80)) return true;
+  }
+  return false;
+}
+
+/* Next field of a message: its number, and for length-delimited fields (wire type 2) the bytes; other wire
+ * types are skipped (bytes NULL). Returns 0 at the end, 1 for a field, -1 if malformed. */
+static int pb_next(const uint8_t **p, const uint8_t *end, uint32_t *field, const uint8_t **bytes, size_t *len) {
+  if (*p >= end) return 0;
+  uint64_t key, v;
+  if (!pb_varint(p, end, &key)) return -1;
+  *field = (uint32_t)(key >> 3);
+  *bytes = NULL;
+  *len = 0;
+  switch (key & 7) {
+  case 0: return pb_varint(p, end, &v) ? 1 : -1;
+  case 1: if (end - *p < 8) return -1; *p += 8; return 1;
+  case 5: if (end - *p < 4) return -1; *p += 4; return 1;
+  case 2:
+    if (!pb_varint(p, end, &v) || v > (uint64_t)(end - *p)) return -1;
+    *bytes = *p;
+    *len = (size_t)v;
+    *p += v;
+    return 1;
+  default: return -1;
+  }
+}
+
+/* name (field 1) of a SequenceProto/OptionalProto, malloc'd, or NULL. */
+static char *pb_name(const uint8_t *b, size_t len) {
+  char *r = malloc(len + 1);
+  if (r) {
+    memcpy(r, b, len);
+    r[len] = '\0';
+  }
+  return r;
+}
+
+static bool decode_sequence(const uint8_t *p, size_t n, keel_dtype elem, keel_ivalue **out, char **name, char *msg,
+                            size_t msz) {
+  const uint8_t *end = p + n, *b;
+  size_t len;
+  uint32_t f;
+  int r;
+  keel_ivalue *s = keel_iv_seq(elem, 0);
+  if (!s) {
+    snprintf(msg, msz, "out of memory");
+    return false;
+  }
+  while ((r = pb_next(&p, end, &f, &b, &len)) > 0) {
+    if (f == 1 && b && name && !*name) *name = pb_name(b, len);
+    if (f == 3 && b) { /* tensor_values */
+      keel_tensor *t = NULL;
+      keel_status *st = keel_onnx_decode_tensor(b, len, &t, NULL);
+      if (st) {
+        snprintf(msg, msz, "sequence element %lld: %s", (long long)s->n, keel_status_message(st));
+        keel_status_free(st);
+        keel_iv_release(s);
+        return false;
+      }
+      bool ok = keel_iv_seq_push(s, t);
+      keel_tensor_release(t);
+      if (!ok) {
+        snprintf(msg, msz, "out of memory");
+        keel_iv_release(s);
+        return false;
+      }
+    } else if (f >= 4 && f <= 7) {
+      snprintf(msg, msz, "sequences of sparse tensors, sequences, maps or optionals are not supported");
+      keel_iv_release(s);
+      return false;
+    }
+  }
+  if (r < 0) {
+    snprintf(msg, msz, "not a valid SequenceProto (%zu bytes)", n);
+    keel_iv_release(s);
+    return false;
+  }
+  *out = s;
+  return true;
+}
+
+/* Decode one test-data file as the declared kind of its graph input/output. */
+static bool decode_value(const uint8_t *p, size_t n, const keel_value *decl, keel_ivalue **out, char **name,
+                         char *msg, size_t msz) {
+  *out = NULL;
+  *name = NULL;
+  if (decl->kind == KEEL_VALUE_TENSOR) {
+    keel_tensor *t = NULL;
+    keel_status *st = keel_onnx_decode_tensor(p, n, &t, name);
+    if (st) {
+      snprintf(msg, msz, "%s", keel_status_message(st));
+      keel_status_free(st);
+      return false;
+    }
+    if (!(*out = keel_iv_tensor(t))) snprintf(msg, msz, "out of memory");
+    return *out != NULL;
+  }
+  if (decl->kind == KEEL_VALUE_SEQUENCE) return decode_sequence(p, n, decl->dtype, out, name, msg, msz);
+  /* OptionalProto: tensor_value (3) or sequence_value (5); neither: empty. */
+  const uint8_t *end = p + n, *b;
+  size_t len;
+  uint32_t f;
+  int r;
+  while ((r = pb_next(&p, end, &f, &b, &len)) > 0 && !*out) {
+    if (f == 1 && b && !*name) *name = pb_name(b, len);
+    if (f == 3 && b) {
+      keel_value tv = *decl;
+      tv.kind = KEEL_VALUE_TENSOR;
+      char *ignored = NULL;
+      bool ok = decode_value(b, len, &tv, out, &ignored, msg, msz);
+      free(ignored);
+      if (!ok) return false;
+    } else if (f == 5 && b) {
+      if (!decode_sequence(b, len, decl->dtype, out, NULL, msg, msz)) return false;
+    } else if ((f == 4 || f >= 6) && b) {
+      snprintf(msg, msz, "optionals of sparse tensors, maps or optionals are not supported");
+      return false;
+    }
+  }
+  if (r < 0) {
+    keel_iv_release(*out);
+    *out = NULL;
+    snprintf(msg, msz, "not a valid OptionalProto (%zu bytes)", n);
+    return false;
+  }
+  if (!*out && !(*out = keel_iv_none())) snprintf(msg, msz, "out of memory");
+  return *out != NULL;
+}
+
+/* Load "<dir>/<prefix>_<k>.pb" for each of the graph's `n` values `ids`, placed by name when the file names
+ * one of them, else by position. */
+static bool load_values(const char *dir, const char *prefix, const keel_graph *g, const int *ids, int n,
+                        keel_ivalue **vals, char *msg, size_t msz) {
+  for (int k = 0; k < n; k++) {
+    char fname[64], sub[400];
+    snprintf(fname, sizeof fname, "%s_%d.pb", prefix, k);
+    char *p = path_join(dir, fname);
+    if (!p) {
+      snprintf(msg, msz, "out of memory");
+      return false;
+    }
+    void *data = NULL;
+    size_t size = 0;
+    keel_status *s = is_file(p) ? keel_read_file(p, 0, &data, &size) : keel_error(KEEL_INVALID_ARGUMENT, "missing");
+    free(p);
+    if (s) {
+      snprintf(msg, msz, "%s: %s", fname, keel_status_message(s));
+      keel_status_free(s);
+      return false;
+    }
+    /* The file's name decides the slot; decode as the positional slot's kind first to read the name. */
+    int slot = k;
+    keel_ivalue *v = NULL;
+    char *name = NULL;
+    bool ok = decode_value(data, size, &g->values[ids[k]], &v, &name, sub, sizeof sub);
+    if (ok && name && strcmp(name, g->values[ids[k]].name) != 0) {
+      for (int i = 0; i < n; i++)
+        if (!strcmp(name, g->values[ids[i]].name)) slot = i;
+      if (slot != k) {
+        keel_iv_release(v);
+        free(name);
+        name = NULL;
+        ok = decode_value(data, size, &g->values[ids[slot]], &v, &name, sub, sizeof sub);
+      }
+    }
+    free(data);
+    free(name);
+    if (!ok) {
+      snprintf(msg, msz, "%s: %s", fname, sub);
+      return false;
+    }
+    if (vals[slot]) {
+      keel_iv_release(v);
+      snprintf(msg, msz, "two %s files map to %s %d", prefix, prefix, slot);
+      return false;
+    }
+    vals[slot] = v;
+  }
+  return true;
+}
+
+static bool compare_value(const keel_ivalue *got, const keel_ivalue *exp, const char *label, const test_opts *o,
+                          char *msg, size_t msz) {
+  if (!got || got->kind != exp->kind) {
+    snprintf(msg, msz, "%s: got %s, expected %s", label, keel_iv_kind_name(got), keel_iv_kind_name(exp));
+    return false;
+  }
+  if (got->kind == KEEL_IV_TENSOR) return compare_tensor(got->t, exp->t, label, o, msg, msz);
+  if (got->kind == KEEL_IV_NONE) return true;
+  if (got->n != exp->n) {
+    snprintf(msg, msz, "%s: sequence of %lld tensors, expected %lld", label, (long long)got->n, (long long)exp->n);
+    return false;
+  }
+  for (int64_t i = 0; i < got->n; i++) {
+    char el[400];
+    snprintf(el, sizeof el, "%s element %lld", label, (long long)i);
+    if (!compare_tensor(got->items[i], exp->items[i], el, o, msg, msz)) return false;
+  }
+  return true;
+}
+
+static bool run_data_set_values(keel_engine *e, const char *set_dir, const test_opts *o, char *msg, size_t msz) {
+  const keel_graph *g = e->graph;
+  char sn[256], sub[512];
+  case_name(set_dir, sn, sizeof sn);
+  keel_ivalue **ins = calloc((size_t)g->n_inputs + 1, sizeof *ins);
+  keel_ivalue **exps = calloc((size_t)g->n_outputs + 1, sizeof *exps);
+  keel_ivalue **outs = calloc((size_t)g->n_outputs + 1, sizeof *outs);
+  bool ok = false;
+  if (!ins || !exps || !outs) {
+    snprintf(msg, msz, "out of memory");
+    goto done;
+  }
+  if (!load_values(set_dir, "input", g, g->inputs, g->n_inputs, ins, sub, sizeof sub) ||
+      !load_values(set_dir, "output", g, g->outputs, g->n_outputs, exps, sub, sizeof sub)) {
+    snprintf(msg, msz, "%s: %s", sn, sub);
+    goto done;
+  }
+  keel_status *s = keel_interp_run_values(g, ins, g->n_inputs, outs, e->options.allocator);
+  if (s) {
+    snprintf(msg, msz, "%s: run: %s: %s", sn, keel_code_name(keel_status_code(s)), keel_status_message(s));
+    keel_status_free(s);
+    goto done;
+  }
+  ok = true;
+  for (int i = 0; i < g->n_outputs && ok; i++) {
+    char label[300];
+    snprintf(label, sizeof label, "%s: output %d ('%s')", sn, i, g->values[g->outputs[i]].name);
+    ok = compare_value(outs[i], exps[i], label, o, msg, msz);
+  }
+done:
+  for (int i = 0; ins && i < g->n_inputs; i++) keel_iv_release(ins[i]);
+  for (int i = 0; outs && i < g->n_outputs; i++) keel_iv_release(outs[i]);
+  for (int i = 0; exps && i < g->n_outputs; i++) keel_iv_release(exps[i]);
+  free(ins);
+  free(outs);
+  free(exps);
+  return ok;
+}
+
 /* Returns true if the case passes; otherwise `msg` says why. */
 static bool run_case(const char *dir, const test_opts *o, char *msg, size_t msz) {
   char *model = path_join(dir, "model.onnx");
@@ -456,7 +720,9 @@ static bool run_case(const char *dir, const test_opts *o, char *msg, size_t msz)
     snprintf(msg, msz, "no test_data_set_* folder");
     ok = false;
   }
-  for (size_t i = 0; ok && i < sets.n; i++) ok = run_data_set(e, sets.v[i], o, msg, msz);
+  bool values = graph_has_values(e->graph); /* sequences/optionals: keel-internal value path */
+  for (size_t i = 0; ok && i < sets.n; i++)
+    ok = values ? run_data_set_values(e, sets.v[i], o, msg, msz) : run_data_set(e, sets.v[i], o, msg, msz);
   list_free(&sets);
   keel_engine_release(e);
   return ok;

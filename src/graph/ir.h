@@ -55,6 +55,15 @@ typedef enum keel_act {
   KEEL_ACT_GELU,
 } keel_act;
 
+/* What a value holds. Only the interpreter runs graphs with sequences and optionals (runtime/interp_seq.h);
+ * graph inputs/outputs declared so are kept, but the tensor-only public API refuses them at run time. */
+typedef enum keel_value_kind {
+  KEEL_VALUE_TENSOR = 0,
+  KEEL_VALUE_SEQUENCE,          /* seq(tensor); dtype is the element type */
+  KEEL_VALUE_OPTIONAL,          /* optional(tensor); dtype is the element type */
+  KEEL_VALUE_OPTIONAL_SEQUENCE, /* optional(seq(tensor)) */
+} keel_value_kind;
+
 typedef struct keel_value {
   char *name;
   keel_dtype dtype;               /* UNDEFINED until known */
@@ -66,6 +75,7 @@ typedef struct keel_value {
   bool is_input;                  /* a graph input the caller feeds */
   bool is_output;                 /* a graph output */
   bool is_outer;                  /* subgraphs only: a value of an enclosing graph, read by name */
+  keel_value_kind kind;           /* declared kind (graph inputs/outputs); TENSOR when undeclared */
 } keel_value;
 
 typedef struct keel_node {

@@ -122,17 +122,28 @@ static void set_value_tensor_info(keel_value *v, const keel_tensor *t) {
   for (int i = 0; i < v->ndim; i++) v->dims[i] = d[i];
 }
 
-/* Declared type of a graph input/output. Non-tensor types are refused at the top level (keel has no
- * sequences or maps); inside subgraphs they are left unknown. */
+/* Declared type of a graph input/output. Tensors, sequences of tensors and optionals of either are kept
+ * (value->kind; the interpreter runs sequences and optionals); maps, sparse tensors and nested sequences are
+ * refused at the top level and left unknown inside subgraphs. */
 static keel_status *apply_value_info(graph_builder *b, const Onnx__ValueInfoProto *vi, keel_value *v,
                                      const char *role) {
   const Onnx__TypeProto *tp = vi->type;
   if (!tp) return NULL; /* untyped (allowed in subgraphs and old models) */
+  keel_value_kind kind = KEEL_VALUE_TENSOR;
+  if (tp->value_case == ONNX__TYPE_PROTO__VALUE_OPTIONAL_TYPE && tp->optional_type && tp->optional_type->elem_type) {
+    kind = KEEL_VALUE_OPTIONAL;
+    tp = tp->optional_type->elem_type;
+  }
+  if (tp->value_case == ONNX__TYPE_PROTO__VALUE_SEQUENCE_TYPE && tp->sequence_type && tp->sequence_type->elem_type) {
+    kind = kind == KEEL_VALUE_OPTIONAL ? KEEL_VALUE_OPTIONAL_SEQUENCE : KEEL_VALUE_SEQUENCE;
+    tp = tp->sequence_type->elem_type;
+  }
   if (tp->value_case != ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE || !tp->tensor_type) {
     if (!b->top) return NULL;
-    return keel_error(KEEL_UNSUPPORTED, "graph %s '%s' is not a tensor (sequence, map, optional and sparse "
-                      "values are not supported)", role, v->name);
+    return keel_error(KEEL_UNSUPPORTED, "graph %s '%s' is not a tensor, a sequence of tensors or an optional of "
+                      "those (map, sparse and nested sequence values are not supported)", role, v->name);
   }
+  v->kind = kind;
   const Onnx__TypeProto__Tensor *tt = tp->tensor_type;
   if (tt->has_elem_type && tt->elem_type != 0) {
     keel_dtype dt = keel_onnx_dtype(tt->elem_type);
@@ -141,7 +152,8 @@ static keel_status *apply_value_info(graph_builder *b, const Onnx__ValueInfoProt
                         role, v->name, keel_onnx_dtype_name(tt->elem_type), (int)tt->elem_type);
     v->dtype = dt;
   }
-  if (!tt->shape) return NULL;
+  /* Element shapes of sequences vary, and an optional may be empty: only tensors keep a declared shape. */
+  if (!tt->shape || kind != KEEL_VALUE_TENSOR) return NULL;
   if (tt->shape->n_dim > KEEL_MAX_DIMS)
     return keel_error(KEEL_UNSUPPORTED, "graph %s '%s' has rank %zu, above keel's maximum of %d", role, v->name,
                       tt->shape->n_dim, KEEL_MAX_DIMS);

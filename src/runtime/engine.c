@@ -74,8 +74,11 @@ keel_status *keel_engine_load_memory(const void *data, size_t size, const char *
   }
   atomic_init(&e->refcount, 1);
   atomic_init(&e->value_input_mask, 0);
+  /* control flow, sequence operators, or sequence/optional graph I/O: only the interpreter runs them */
   bool control = false;
   for (int i = 0; i < g->n_nodes; i++) control |= g->nodes[i].op->run == NULL;
+  for (int i = 0; i < g->n_inputs; i++) control |= g->values[g->inputs[i]].kind != KEEL_VALUE_TENSOR;
+  for (int i = 0; i < g->n_outputs; i++) control |= g->values[g->outputs[i]].kind != KEEL_VALUE_TENSOR;
   atomic_init(&e->interp_only, control);
   e->graph = g;
   e->options = o;

@@ -7,10 +7,11 @@
 #include "core/tensor_internal.h"
 #include "ops/op.h"
 #include "runtime/interp.h"
+#include "runtime/interp_seq.h"
 
 typedef struct scope {
   const keel_graph *g;
-  keel_tensor **env;
+  keel_ivalue **env;
   const struct scope *parent;
 } scope;
 
@@ -21,14 +22,26 @@ typedef struct {
 
 #define MAX_DEPTH 64
 
-static keel_status *run_graph(interp_ctx *cx, const keel_graph *g, keel_tensor *const *inputs, int n_in,
-                              const scope *parent, keel_tensor **outputs);
+static keel_status *run_graph(interp_ctx *cx, const keel_graph *g, keel_ivalue *const *inputs, int n_in,
+                              const scope *parent, keel_ivalue **outputs);
 
-static keel_tensor *lookup_outer(const scope *s, const char *name) {
+static keel_ivalue *lookup_outer(const scope *s, const char *name) {
   for (; s; s = s->parent) {
     int v = keel_graph_find_value(s->g, name);
     if (v >= 0 && s->env[v]) return s->env[v];
   }
+  return NULL;
+}
+
+static keel_status *iv_oom(void) { return keel_error(KEEL_OUT_OF_MEMORY, "out of memory wrapping a value"); }
+
+/* The tensor inside v, or an error naming what v is instead. NULL v gives NULL (an omitted input). */
+static keel_status *iv_as_tensor(const keel_ivalue *v, const char *what, int i, keel_tensor **t) {
+  *t = NULL;
+  if (!v) return NULL;
+  if (v->kind != KEEL_IV_TENSOR)
+    return keel_error(KEEL_UNSUPPORTED, "%s %d is %s; this operator takes tensors", what, i, keel_iv_kind_name(v));
+  *t = v->t;
   return NULL;
 }
 
@@ -48,16 +61,18 @@ static const keel_graph *graph_attr(const keel_node *n, const char *name) {
   return a && a->type == KEEL_ATTR_GRAPH ? a->g : NULL;
 }
 
-static keel_status *scalar(keel_dtype dt, const void *val, keel_tensor **out) {
-  return keel_tensor_from_data(dt, NULL, 0, val, out);
+static keel_status *scalar(keel_dtype dt, const void *val, keel_ivalue **out) {
+  keel_tensor *t;
+  KEEL_TRY(keel_tensor_from_data(dt, NULL, 0, val, &t));
+  *out = keel_iv_tensor(t);
+  return *out ? NULL : iv_oom();
 }
 
-static bool truthy(const keel_tensor *t) {
-  if (!t || keel_tensor_numel(t) < 1) return false;
-  return ((const uint8_t *)t->data)[0] != 0;
+static bool truthy(const keel_ivalue *v) {
+  if (!v || v->kind != KEEL_IV_TENSOR || keel_tensor_numel(v->t) < 1) return false;
+  return ((const uint8_t *)v->t->data)[0] != 0;
 }
 
-/* Copy slice `i` along `axis` of t into a new tensor without that axis. */
 static keel_status *take_slice(const keel_tensor *t, int axis, int64_t i, keel_allocator *al, keel_tensor **out) {
   int64_t dims[KEEL_MAX_DIMS];
   int nd = 0;
@@ -105,8 +120,8 @@ static keel_status *stack(keel_tensor **parts, int64_t n, int axis, bool reverse
   return NULL;
 }
 
-static keel_status *run_if(interp_ctx *cx, const keel_node *n, keel_tensor **in, const scope *sc,
-                           keel_tensor **out) {
+static keel_status *run_if(interp_ctx *cx, const keel_node *n, keel_ivalue **in, const scope *sc,
+                           keel_ivalue **out) {
   const keel_graph *branch = graph_attr(n, truthy(in[0]) ? "then_branch" : "else_branch");
   if (!branch) return keel_error(KEEL_INVALID_MODEL, "If has no then_branch/else_branch graph");
   if (branch->n_outputs != n->n_outputs)
@@ -114,8 +129,23 @@ static keel_status *run_if(interp_ctx *cx, const keel_node *n, keel_tensor **in,
   return run_graph(cx, branch, NULL, 0, sc, out);
 }
 
-static keel_status *run_loop(interp_ctx *cx, const keel_node *n, keel_tensor **in, int n_formal, const scope *sc,
-                             keel_tensor **out) {
+/* Stack the tensors of per-iteration ivalues (scan outputs of Loop/Scan must be tensors). */
+static keel_status *stack_values(keel_ivalue **vals, int64_t n, size_t stride, int axis, bool reverse,
+                                 keel_dtype dt_if_empty, keel_allocator *al, keel_ivalue **out) {
+  keel_tensor **parts = calloc((size_t)n + 1, sizeof *parts);
+  if (!parts) return iv_oom();
+  keel_status *s = NULL;
+  for (int64_t k = 0; k < n && !s; k++) s = iv_as_tensor(vals[(size_t)k * stride], "scan output of iteration", (int)k, &parts[k]);
+  keel_tensor *t = NULL;
+  if (!s) s = stack(parts, n, axis, reverse, dt_if_empty, al, &t);
+  free(parts);
+  if (s) return s;
+  *out = keel_iv_tensor(t);
+  return *out ? NULL : iv_oom();
+}
+
+static keel_status *run_loop(interp_ctx *cx, const keel_node *n, keel_ivalue **in, int n_formal, const scope *sc,
+                             keel_ivalue **out) {
   const keel_graph *body = graph_attr(n, "body");
   if (!body) return keel_error(KEEL_INVALID_MODEL, "Loop has no body graph");
   int N = n_formal - 2; /* loop-carried values */
@@ -124,19 +154,22 @@ static keel_status *run_loop(interp_ctx *cx, const keel_node *n, keel_tensor **i
   if (K < 0 || body->n_inputs != N + 2 || n->n_outputs != N + K)
     return keel_error(KEEL_INVALID_MODEL, "Loop body has %d inputs and %d outputs, which does not fit %d carried values",
                       body->n_inputs, body->n_outputs, N);
-  bool has_m = in[0] != NULL, cond = in[1] ? truthy(in[1]) : true;
-  int64_t M = has_m ? (int64_t)keel_view_get_i64(&(keel_view){in[0]->dtype, in[0]->ndim, {0}, in[0]->data}, 0) : 0;
+  keel_tensor *m_t, *c_t;
+  KEEL_TRY(iv_as_tensor(in[0], "input", 0, &m_t));
+  KEEL_TRY(iv_as_tensor(in[1], "input", 1, &c_t));
+  bool has_m = m_t != NULL, cond = c_t ? truthy(in[1]) : true;
+  int64_t M = has_m ? (int64_t)keel_view_get_i64(&(keel_view){m_t->dtype, m_t->ndim, {0}, m_t->data}, 0) : 0;
   keel_status *s = NULL;
-  keel_tensor **carried = calloc((size_t)N + 1, sizeof *carried);
-  keel_tensor **body_in = calloc((size_t)N + 2, sizeof *body_in);
-  keel_tensor **body_out = calloc((size_t)body->n_outputs + 1, sizeof *body_out);
-  keel_tensor ***scan = calloc((size_t)K + 1, sizeof *scan);
+  keel_ivalue **carried = calloc((size_t)N + 1, sizeof *carried);
+  keel_ivalue **body_in = calloc((size_t)N + 2, sizeof *body_in);
+  keel_ivalue **body_out = calloc((size_t)body->n_outputs + 1, sizeof *body_out);
+  keel_ivalue ***scan = calloc((size_t)K + 1, sizeof *scan);
   int64_t iters = 0, cap = 0;
   if (!carried || !body_in || !body_out || !scan) {
     s = keel_error(KEEL_OUT_OF_MEMORY, "out of memory running Loop");
     goto done;
   }
-  for (int i = 0; i < N; i++) carried[i] = keel_tensor_retain(in[2 + i]);
+  for (int i = 0; i < N; i++) carried[i] = keel_iv_retain(in[2 + i]);
   for (int64_t it = 0; (!has_m || it < M) && cond; it++) {
     if (it >= (int64_t)1 << 24) {
       s = keel_error(KEEL_UNSUPPORTED, "Loop ran more than 2^24 iterations");
@@ -145,26 +178,31 @@ static keel_status *run_loop(interp_ctx *cx, const keel_node *n, keel_tensor **i
     bool c = true;
     s = scalar(KEEL_INT64, &it, &body_in[0]);
     if (!s) s = scalar(KEEL_BOOL, &c, &body_in[1]);
-    if (s) goto done;
+    if (s) {
+      keel_iv_release(body_in[0]);
+      body_in[0] = NULL;
+      goto done;
+    }
     for (int i = 0; i < N; i++) body_in[2 + i] = carried[i];
     s = run_graph(cx, body, body_in, N + 2, sc, body_out);
-    keel_tensor_release(body_in[0]);
-    keel_tensor_release(body_in[1]);
+    keel_iv_release(body_in[0]);
+    keel_iv_release(body_in[1]);
     body_in[0] = body_in[1] = NULL;
     if (s) goto done;
     cond = truthy(body_out[0]);
-    keel_tensor_release(body_out[0]);
+    keel_iv_release(body_out[0]);
     for (int i = 0; i < N; i++) {
-      keel_tensor_release(carried[i]);
+      keel_iv_release(carried[i]);
       carried[i] = body_out[1 + i];
     }
     if (iters == cap) {
       cap = cap ? cap * 2 : 8;
       for (int k = 0; k < K; k++) {
-        keel_tensor **g2 = realloc(scan[k], (size_t)cap * sizeof **scan);
+        keel_ivalue **g2 = realloc(scan[k], (size_t)cap * sizeof **scan);
         if (!g2) {
           s = keel_error(KEEL_OUT_OF_MEMORY, "out of memory running Loop");
-          for (int j = k; j < K; j++) keel_tensor_release(body_out[1 + N + j]);
+          /* scan[0..k) may already be grown; release this iteration's outputs, none is stored yet */
+          for (int j = 0; j < K; j++) keel_iv_release(body_out[1 + N + j]);
           goto done;
         }
         scan[k] = g2;
@@ -179,12 +217,12 @@ static keel_status *run_loop(interp_ctx *cx, const keel_node *n, keel_tensor **i
   }
   for (int k = 0; k < K && !s; k++) {
     keel_dtype dt = body->values[body->outputs[1 + N + k]].dtype;
-    s = stack(scan[k], iters, 0, false, dt ? dt : KEEL_FLOAT32, cx->alloc, &out[N + k]);
+    s = stack_values(scan[k], iters, 1, 0, false, dt ? dt : KEEL_FLOAT32, cx->alloc, &out[N + k]);
   }
 done:
-  for (int i = 0; carried && i < N; i++) keel_tensor_release(carried[i]);
+  for (int i = 0; carried && i < N; i++) keel_iv_release(carried[i]);
   for (int k = 0; scan && k < K; k++) {
-    for (int64_t i = 0; i < iters; i++) keel_tensor_release(scan[k][i]);
+    for (int64_t i = 0; i < iters; i++) keel_iv_release(scan[k][i]);
     free(scan[k]);
   }
   free(scan);
@@ -200,8 +238,8 @@ static int64_t attr_at(const keel_node *n, const char *name, int i, int64_t dflt
   return c > i ? v[i] : dflt;
 }
 
-static keel_status *run_scan(interp_ctx *cx, const keel_node *n, keel_tensor **in, int n_formal, const scope *sc,
-                             keel_tensor **out) {
+static keel_status *run_scan(interp_ctx *cx, const keel_node *n, keel_ivalue **in, int n_formal, const scope *sc,
+                             keel_ivalue **out) {
   const keel_graph *body = graph_attr(n, "body");
   if (!body) return keel_error(KEEL_INVALID_MODEL, "Scan has no body graph");
   int M = (int)keel_attr_int(n, "num_scan_inputs", -1);
@@ -211,9 +249,11 @@ static keel_status *run_scan(interp_ctx *cx, const keel_node *n, keel_tensor **i
     return keel_error(KEEL_INVALID_MODEL, "Scan's num_scan_inputs=%d does not fit its %d inputs and body", M, n_formal);
   int64_t T = -1;
   int axes[64];
+  keel_tensor *xs[64];
   if (M > 64) return keel_error(KEEL_UNSUPPORTED, "Scan with more than 64 scan inputs");
   for (int j = 0; j < M; j++) {
-    keel_tensor *x = in[N + j];
+    KEEL_TRY(iv_as_tensor(in[N + j], "input", N + j, &xs[j]));
+    keel_tensor *x = xs[j];
     if (!x) return keel_error(KEEL_INVALID_MODEL, "Scan input %d is missing", N + j);
     int ax;
     if (!keel_axis_normalize(attr_at(n, "scan_input_axes", j, 0), x->ndim, &ax))
@@ -223,30 +263,32 @@ static keel_status *run_scan(interp_ctx *cx, const keel_node *n, keel_tensor **i
     T = x->dims[ax];
   }
   keel_status *s = NULL;
-  keel_tensor **state = calloc((size_t)N + 1, sizeof *state);
-  keel_tensor **body_in = calloc((size_t)(N + M) + 1, sizeof *body_in);
-  keel_tensor **body_out = calloc((size_t)body->n_outputs + 1, sizeof *body_out);
-  keel_tensor **parts = calloc((size_t)K * (size_t)(T > 0 ? T : 1) + 1, sizeof *parts);
+  keel_ivalue **state = calloc((size_t)N + 1, sizeof *state);
+  keel_ivalue **body_in = calloc((size_t)(N + M) + 1, sizeof *body_in);
+  keel_ivalue **body_out = calloc((size_t)body->n_outputs + 1, sizeof *body_out);
+  keel_ivalue **parts = calloc((size_t)K * (size_t)(T > 0 ? T : 1) + 1, sizeof *parts);
   int64_t done_iters = 0;
   if (!state || !body_in || !body_out || !parts) {
     s = keel_error(KEEL_OUT_OF_MEMORY, "out of memory running Scan");
     goto done;
   }
-  for (int i = 0; i < N; i++) state[i] = keel_tensor_retain(in[i]);
+  for (int i = 0; i < N; i++) state[i] = keel_iv_retain(in[i]);
   for (int64_t t = 0; t < T; t++) {
     for (int i = 0; i < N; i++) body_in[i] = state[i];
     for (int j = 0; j < M && !s; j++) {
       int64_t pos = attr_at(n, "scan_input_directions", j, 0) ? T - 1 - t : t;
-      s = take_slice(in[N + j], axes[j], pos, cx->alloc, &body_in[N + j]);
+      keel_tensor *sl;
+      s = take_slice(xs[j], axes[j], pos, cx->alloc, &sl);
+      if (!s && !(body_in[N + j] = keel_iv_tensor(sl))) s = iv_oom();
     }
     if (!s) s = run_graph(cx, body, body_in, N + M, sc, body_out);
     for (int j = 0; j < M; j++) {
-      keel_tensor_release(body_in[N + j]);
+      keel_iv_release(body_in[N + j]);
       body_in[N + j] = NULL;
     }
     if (s) goto done;
     for (int i = 0; i < N; i++) {
-      keel_tensor_release(state[i]);
+      keel_iv_release(state[i]);
       state[i] = body_out[i];
     }
     for (int k = 0; k < K; k++) parts[(size_t)k * (size_t)T + (size_t)t] = body_out[N + k];
@@ -257,20 +299,21 @@ static keel_status *run_scan(interp_ctx *cx, const keel_node *n, keel_tensor **i
     state[i] = NULL;
   }
   for (int k = 0; k < K && !s; k++) {
-    int rank = parts[0] ? parts[(size_t)k * (size_t)T]->ndim + 1 : 1;
+    keel_ivalue *p0 = T > 0 ? parts[(size_t)k * (size_t)T] : NULL;
+    int rank = p0 && p0->kind == KEEL_IV_TENSOR ? p0->t->ndim + 1 : 1;
     int ax;
     if (!keel_axis_normalize(attr_at(n, "scan_output_axes", k, 0), rank, &ax)) {
       s = keel_error(KEEL_INVALID_MODEL, "Scan output axis out of range");
       break;
     }
     keel_dtype dt = body->values[body->outputs[N + k]].dtype;
-    s = stack(&parts[(size_t)k * (size_t)T], T, ax, attr_at(n, "scan_output_directions", k, 0) != 0,
-              dt ? dt : KEEL_FLOAT32, cx->alloc, &out[N + k]);
+    s = stack_values(&parts[(size_t)k * (size_t)T], T, 1, ax, attr_at(n, "scan_output_directions", k, 0) != 0,
+                     dt ? dt : KEEL_FLOAT32, cx->alloc, &out[N + k]);
   }
 done:
-  for (int i = 0; state && i < N; i++) keel_tensor_release(state[i]);
+  for (int i = 0; state && i < N; i++) keel_iv_release(state[i]);
   for (int64_t t = 0; parts && t < done_iters; t++)
-    for (int k = 0; k < K; k++) keel_tensor_release(parts[(size_t)k * (size_t)T + (size_t)t]);
+    for (int k = 0; k < K; k++) keel_iv_release(parts[(size_t)k * (size_t)T + (size_t)t]);
   free(state);
   free(body_in);
   free(body_out);
@@ -278,42 +321,108 @@ done:
   return s;
 }
 
-static keel_status *run_node(interp_ctx *cx, const keel_node *n, keel_tensor **env, const scope *sc) {
+/* SequenceMap: the body runs once per element of the first input (a sequence); sequence inputs give their
+ * element at that position, tensor inputs are passed whole; each body output is gathered into a sequence. */
+static keel_status *run_sequence_map(interp_ctx *cx, const keel_node *n, keel_ivalue **in, int n_formal,
+                                     const scope *sc, keel_ivalue **out) {
+  const keel_graph *body = graph_attr(n, "body");
+  if (!body) return keel_error(KEEL_INVALID_MODEL, "SequenceMap has no body graph");
+  if (n_formal < 1 || !in[0] || in[0]->kind != KEEL_IV_SEQUENCE)
+    return keel_error(KEEL_INVALID_ARGUMENT, "input 0 must be a sequence, got %s",
+                      keel_iv_kind_name(n_formal > 0 ? in[0] : NULL));
+  if (body->n_inputs != n_formal || body->n_outputs != n->n_outputs)
+    return keel_error(KEEL_INVALID_MODEL, "SequenceMap body has %d inputs and %d outputs, the node %d and %d",
+                      body->n_inputs, body->n_outputs, n_formal, n->n_outputs);
+  int64_t L = in[0]->n;
+  for (int i = 0; i < n_formal; i++) {
+    if (!in[i] || in[i]->kind == KEEL_IV_NONE)
+      return keel_error(KEEL_INVALID_ARGUMENT, "input %d is %s", i, keel_iv_kind_name(in[i]));
+    if (in[i]->kind == KEEL_IV_SEQUENCE && in[i]->n != L)
+      return keel_error(KEEL_SHAPE_MISMATCH, "input %d has %lld elements, input 0 has %lld", i, (long long)in[i]->n,
+                        (long long)L);
+  }
+  keel_status *s = NULL;
+  keel_ivalue **body_in = calloc((size_t)n_formal + 1, sizeof *body_in);
+  keel_ivalue **body_out = calloc((size_t)n->n_outputs + 1, sizeof *body_out);
+  if (!body_in || !body_out) s = iv_oom();
+  for (int k = 0; k < n->n_outputs && !s; k++) {
+    keel_dtype dt = body->values[body->outputs[k]].dtype;
+    if (!(out[k] = keel_iv_seq(dt, L))) s = iv_oom();
+  }
+  for (int64_t e = 0; e < L && !s; e++) {
+    for (int i = 0; i < n_formal && !s; i++) {
+      if (in[i]->kind == KEEL_IV_TENSOR) body_in[i] = keel_iv_retain(in[i]);
+      else if (!(body_in[i] = keel_iv_tensor(keel_tensor_retain(in[i]->items[e])))) s = iv_oom();
+    }
+    if (!s) s = run_graph(cx, body, body_in, n_formal, sc, body_out);
+    for (int i = 0; i < n_formal; i++) {
+      keel_iv_release(body_in[i]);
+      body_in[i] = NULL;
+    }
+    for (int k = 0; k < n->n_outputs && !s; k++) {
+      keel_tensor *t;
+      s = iv_as_tensor(body_out[k], "body output", k, &t);
+      if (!s && !t) s = keel_error(KEEL_INTERNAL, "body output %d was not computed", k);
+      if (!s && !keel_iv_seq_push(out[k], t)) s = iv_oom();
+    }
+    for (int k = 0; k < n->n_outputs && body_out; k++) {
+      keel_iv_release(body_out[k]);
+      body_out[k] = NULL;
+    }
+  }
+  free(body_in);
+  free(body_out);
+  return s; /* on error, run_node releases out[] */
+}
+
+static keel_status *run_node(interp_ctx *cx, const keel_node *n, keel_ivalue **env, const scope *sc) {
   int n_formal = n->n_inputs - n->n_implicit_inputs;
-  keel_tensor *in_stack[16], *out_stack[16];
+  keel_ivalue *in_stack[16], *out_stack[16];
+  keel_tensor *tout_stack[16];
   keel_view vin_stack[16], vout_stack[16];
   bool big = n->n_inputs > 16 || n->n_outputs > 16;
-  keel_tensor **in = big ? calloc((size_t)n->n_inputs + 1, sizeof *in) : in_stack;
-  keel_tensor **out = big ? calloc((size_t)n->n_outputs + 1, sizeof *out) : out_stack;
+  keel_ivalue **in = big ? calloc((size_t)n->n_inputs + 1, sizeof *in) : in_stack;
+  keel_ivalue **out = big ? calloc((size_t)n->n_outputs + 1, sizeof *out) : out_stack;
+  keel_tensor **tout = big ? calloc((size_t)n->n_outputs + 1, sizeof *tout) : tout_stack;
   keel_view *vin = big ? calloc((size_t)n->n_inputs + 1, sizeof *vin) : vin_stack;
   keel_view *vout = big ? calloc((size_t)n->n_outputs + 1, sizeof *vout) : vout_stack;
   void *ws = NULL;
   keel_status *s = NULL;
-  if (!in || !out || !vin || !vout) {
+  if (!in || !out || !tout || !vin || !vout) {
     s = keel_error(KEEL_OUT_OF_MEMORY, "out of memory");
     goto done;
   }
-  for (int k = 0; k < n->n_outputs; k++) out[k] = NULL;
+  for (int k = 0; k < n->n_outputs; k++) out[k] = NULL, tout[k] = NULL;
   for (int k = 0; k < n->n_inputs; k++) {
     in[k] = n->inputs[k] >= 0 ? env[n->inputs[k]] : NULL;
     if (n->inputs[k] >= 0 && !in[k]) {
       s = keel_error(KEEL_INTERNAL, "input %d of %s was not computed", k, keel_node_desc(n));
       goto done;
     }
-    to_view(in[k], &vin[k]);
   }
   const char *op = n->op_type;
-  if (n->domain[0] == 0 && !strcmp(op, "If")) s = run_if(cx, n, in, sc, out);
-  else if (n->domain[0] == 0 && !strcmp(op, "Loop")) s = run_loop(cx, n, in, n_formal, sc, out);
-  else if (n->domain[0] == 0 && !strcmp(op, "Scan")) s = run_scan(cx, n, in, n_formal, sc, out);
+  bool onnx = n->domain[0] == 0;
+  if (onnx && !strcmp(op, "If")) s = run_if(cx, n, in, sc, out);
+  else if (onnx && !strcmp(op, "Loop")) s = run_loop(cx, n, in, n_formal, sc, out);
+  else if (onnx && !strcmp(op, "Scan")) s = run_scan(cx, n, in, n_formal, sc, out);
+  else if (onnx && !strcmp(op, "SequenceMap")) s = run_sequence_map(cx, n, in, n_formal, sc, out);
+  else if (keel_interp_is_seq_op(n)) s = keel_interp_seq_run(n, in, n_formal, out, cx->alloc);
+  else if (onnx && !strcmp(op, "Identity") && n_formal == 1 && in[0] && in[0]->kind != KEEL_IV_TENSOR)
+    out[0] = keel_iv_retain(in[0]); /* Identity also passes sequences and optionals through */
   else if (!n->op->run) s = keel_error(KEEL_UNSUPPORTED, "no kernel");
   else {
+    for (int k = 0; k < n->n_inputs && !s; k++) {
+      keel_tensor *t;
+      s = iv_as_tensor(in[k], "input", k, &t);
+      to_view(t, &vin[k]);
+    }
+    if (s) goto done;
     memset(vout, 0, sizeof *vout * (size_t)n->n_outputs);
     s = n->op->infer(n, vin, n_formal, vout, n->n_outputs);
     for (int k = 0; !s && k < n->n_outputs; k++) {
       if (n->outputs[k] < 0 && vout[k].dtype == KEEL_DTYPE_UNDEFINED) continue;
-      s = keel_tensor_create(vout[k].dtype, vout[k].dims, vout[k].ndim, cx->alloc, &out[k]);
-      if (!s) vout[k].data = out[k]->data;
+      s = keel_tensor_create(vout[k].dtype, vout[k].dims, vout[k].ndim, cx->alloc, &tout[k]);
+      if (!s) vout[k].data = tout[k]->data;
     }
     if (!s) {
       size_t wsb = n->op->workspace ? n->op->workspace(n, vin, n_formal, vout, n->n_outputs) : 0;
@@ -321,6 +430,12 @@ static keel_status *run_node(interp_ctx *cx, const keel_node *n, keel_tensor **e
       if (wsb && !ws) s = keel_error(KEEL_OUT_OF_MEMORY, "out of memory for a %zu-byte workspace", wsb);
       keel_exec ex = {ws, wsb, 1};
       if (!s) s = n->op->run(n, vin, n_formal, vout, n->n_outputs, &ex);
+    }
+    for (int k = 0; !s && k < n->n_outputs; k++) {
+      if (!tout[k] || n->outputs[k] < 0) continue;
+      out[k] = keel_iv_tensor(tout[k]);
+      tout[k] = NULL;
+      if (!out[k]) s = iv_oom();
     }
   }
   if (!s)
@@ -332,23 +447,25 @@ static keel_status *run_node(interp_ctx *cx, const keel_node *n, keel_tensor **e
     }
 done:
   if (s) s = keel_error_prefix(s, "%s: ", keel_node_desc(n));
-  for (int k = 0; out && k < n->n_outputs; k++) keel_tensor_release(out[k]);
+  for (int k = 0; out && k < n->n_outputs; k++) keel_iv_release(out[k]);
+  for (int k = 0; tout && k < n->n_outputs; k++) keel_tensor_release(tout[k]);
   free(ws);
   if (big) {
     free(in);
     free(out);
+    free(tout);
     free(vin);
     free(vout);
   }
   return s;
 }
 
-static keel_status *run_graph(interp_ctx *cx, const keel_graph *g, keel_tensor *const *inputs, int n_in,
-                              const scope *parent, keel_tensor **outputs) {
+static keel_status *run_graph(interp_ctx *cx, const keel_graph *g, keel_ivalue *const *inputs, int n_in,
+                              const scope *parent, keel_ivalue **outputs) {
   if (cx->depth >= MAX_DEPTH) return keel_error(KEEL_UNSUPPORTED, "subgraphs nest more than %d deep at run time", MAX_DEPTH);
   if (n_in != g->n_inputs)
     return keel_error(KEEL_INVALID_ARGUMENT, "graph '%s' has %d inputs, got %d", g->name ? g->name : "", g->n_inputs, n_in);
-  keel_tensor **env = calloc((size_t)g->n_values + 1, sizeof *env);
+  keel_ivalue **env = calloc((size_t)g->n_values + 1, sizeof *env);
   int *uses = calloc((size_t)g->n_values + 1, sizeof *uses);
   keel_status *s = NULL;
   if (!env || !uses) {
@@ -358,13 +475,16 @@ static keel_status *run_graph(interp_ctx *cx, const keel_graph *g, keel_tensor *
   }
   cx->depth++;
   scope sc = {g, env, parent};
-  for (int v = 0; v < g->n_values; v++) {
-    if (g->values[v].constant) env[v] = keel_tensor_retain(g->values[v].constant);
-    else if (g->values[v].is_outer) env[v] = keel_tensor_retain(lookup_outer(parent, g->values[v].name));
+  for (int v = 0; v < g->n_values && !s; v++) {
+    if (g->values[v].constant) {
+      if (!(env[v] = keel_iv_tensor(keel_tensor_retain(g->values[v].constant)))) s = iv_oom();
+    } else if (g->values[v].is_outer) {
+      env[v] = keel_iv_retain(lookup_outer(parent, g->values[v].name));
+    }
   }
-  for (int i = 0; i < n_in; i++) {
-    keel_tensor_release(env[g->inputs[i]]);
-    env[g->inputs[i]] = keel_tensor_retain(inputs[i]);
+  for (int i = 0; i < n_in && !s; i++) {
+    keel_iv_release(env[g->inputs[i]]);
+    env[g->inputs[i]] = keel_iv_retain(inputs[i]);
   }
   for (int i = 0; i < g->n_nodes; i++)
     for (int k = 0; k < g->nodes[i].n_inputs; k++)
@@ -377,27 +497,54 @@ static keel_status *run_graph(interp_ctx *cx, const keel_graph *g, keel_tensor *
     for (int k = 0; !s && k < n->n_inputs; k++) {
       int v = n->inputs[k];
       if (v >= 0 && --uses[v] == 0 && !g->values[v].is_output) {
-        keel_tensor_release(env[v]);
+        keel_iv_release(env[v]);
         env[v] = NULL;
       }
     }
   }
   for (int k = 0; !s && k < g->n_outputs; k++) {
-    keel_tensor *t = env[g->outputs[k]];
-    if (!t) s = keel_error(KEEL_INTERNAL, "graph output '%s' was not computed", g->values[g->outputs[k]].name);
+    if (!env[g->outputs[k]])
+      s = keel_error(KEEL_INTERNAL, "graph output '%s' was not computed", g->values[g->outputs[k]].name);
   }
   if (!s)
-    for (int k = 0; k < g->n_outputs; k++) outputs[k] = keel_tensor_retain(env[g->outputs[k]]);
-  for (int v = 0; v < g->n_values; v++) keel_tensor_release(env[v]);
+    for (int k = 0; k < g->n_outputs; k++) outputs[k] = keel_iv_retain(env[g->outputs[k]]);
+  for (int v = 0; v < g->n_values; v++) keel_iv_release(env[v]);
   free(env);
   free(uses);
   cx->depth--;
   return s;
 }
 
-keel_status *keel_interp_run(const keel_graph *g, keel_tensor *const *inputs, int n_in, keel_tensor **outputs,
-                             keel_allocator *alloc) {
+keel_status *keel_interp_run_values(const keel_graph *g, keel_ivalue *const *inputs, int n_in, keel_ivalue **outputs,
+                                    keel_allocator *alloc) {
   interp_ctx cx = {alloc, 0};
   for (int k = 0; k < g->n_outputs; k++) outputs[k] = NULL;
   return run_graph(&cx, g, inputs, n_in, NULL, outputs);
+}
+
+keel_status *keel_interp_run(const keel_graph *g, keel_tensor *const *inputs, int n_in, keel_tensor **outputs,
+                             keel_allocator *alloc) {
+  for (int k = 0; k < g->n_outputs; k++) outputs[k] = NULL;
+  keel_ivalue **iv_in = calloc((size_t)n_in + 1, sizeof *iv_in);
+  keel_ivalue **iv_out = calloc((size_t)g->n_outputs + 1, sizeof *iv_out);
+  keel_status *s = !iv_in || !iv_out ? iv_oom() : NULL;
+  for (int i = 0; i < n_in && i < g->n_inputs && !s; i++) {
+    keel_value_kind k = g->values[g->inputs[i]].kind;
+    if (k == KEEL_VALUE_SEQUENCE || k == KEEL_VALUE_OPTIONAL_SEQUENCE)
+      s = keel_error(KEEL_UNSUPPORTED, "graph input '%s' is a sequence; the API takes tensors only",
+                     g->values[g->inputs[i]].name);
+  }
+  for (int i = 0; i < n_in && !s; i++)
+    if (inputs[i] && !(iv_in[i] = keel_iv_tensor(keel_tensor_retain(inputs[i])))) s = iv_oom();
+  if (!s) s = keel_interp_run_values(g, iv_in, n_in, iv_out, alloc);
+  for (int k = 0; !s && k < g->n_outputs; k++)
+    if (iv_out[k]->kind != KEEL_IV_TENSOR)
+      s = keel_error(KEEL_UNSUPPORTED, "graph output '%s' is %s; the API returns tensors only",
+                     g->values[g->outputs[k]].name, keel_iv_kind_name(iv_out[k]));
+  for (int k = 0; !s && k < g->n_outputs; k++) outputs[k] = keel_tensor_retain(iv_out[k]->t);
+  for (int i = 0; iv_in && i < n_in; i++) keel_iv_release(iv_in[i]);
+  for (int k = 0; iv_out && k < g->n_outputs; k++) keel_iv_release(iv_out[k]);
+  free(iv_in);
+  free(iv_out);
+  return s;
 }

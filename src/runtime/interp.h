@@ -15,4 +15,11 @@
 keel_status *keel_interp_run(const keel_graph *g, keel_tensor *const *inputs, int n_in, keel_tensor **outputs,
                              keel_allocator *alloc);
 
+/* The same over interpreter values (tensors, sequences, optionals: runtime/interp_seq.h), for keel-internal
+ * callers that feed or read sequences (`keel test`); the public API stays tensor-only. Inputs are borrowed;
+ * outputs receive new references (caller releases with keel_iv_release). */
+struct keel_ivalue;
+keel_status *keel_interp_run_values(const keel_graph *g, struct keel_ivalue *const *inputs, int n_in,
+                                    struct keel_ivalue **outputs, keel_allocator *alloc);
+
 #endif
