@@ -36,7 +36,7 @@ mkdir -p "$WORK/corpus" "$WORK/crashes"
 # libFuzzer's RSS limit: keel_onnx_tensor_from_proto allocates external tensors before validating the
 # reference (fuzz/regressions/tensor/external_alloc_before_check.pb), which otherwise stops every run.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:allocator_may_return_null=1:max_allocation_size_mb=512}
-export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1:suppressions=$ROOT/fuzz/ubsan-open.supp}
 LOG=$WORK/fuzz-$(date +%Y%m%d-%H%M%S).log
 echo "fuzzing $TARGET for ${SECONDS_}s; log $LOG; new inputs $WORK/corpus; crashes $WORK/crashes" >&2
 # The first corpus folder receives new entries; the seed corpus in the repository is read only.

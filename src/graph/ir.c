@@ -253,7 +253,12 @@ int64_t keel_attr_int(const keel_node *n, const char *name, int64_t dflt) {
   const keel_attr *a = keel_node_attr(n, name);
   if (!a) return dflt;
   if (a->type == KEEL_ATTR_INT) return a->i;
-  if (a->type == KEEL_ATTR_FLOAT) return (int64_t)a->f;
+  if (a->type == KEEL_ATTR_FLOAT) { /* saturate: converting an out-of-range float is undefined */
+    if (!(a->f == a->f)) return dflt;
+    if (a->f >= 9.2233720e18f) return INT64_MAX;
+    if (a->f <= -9.2233720e18f) return INT64_MIN;
+    return (int64_t)a->f;
+  }
   return dflt;
 }
 

@@ -157,7 +157,8 @@ static bool has_dotdot(const char *loc) {
   return false;
 }
 
-/* Read `nbytes` at `offset` of the external file named by the tensor into `dst`. */
+/* Read `nbytes` at `offset` of the external file named by the tensor into `dst` (dst NULL: only check that
+ * the reference is valid and the file holds those bytes). */
 static keel_status *read_external(const Onnx__TensorProto *tp, const char *what, keel_onnx_tensor_ctx *c,
                                   void *dst, size_t nbytes) {
   const char *loc = entry_value(tp, "location");
@@ -243,7 +244,7 @@ static keel_status *read_external(const Onnx__TensorProto *tp, const char *what,
     goto done;
   }
   size_t got = 0;
-  while (got < nbytes) {
+  while (dst && got < nbytes) { /* dst NULL: validate the reference only */
     ssize_t r = pread(fd, (char *)dst + got, nbytes - got, (off_t)(offset + got));
     if (r < 0 && errno == EINTR) continue;
     if (r <= 0) {
@@ -371,6 +372,8 @@ keel_status *keel_onnx_tensor_from_proto(const Onnx__TensorProto *tp, const char
     }
   }
 
+  /* A bad external reference must fail before the (possibly large) tensor is allocated. */
+  if (external && nbytes > 0) KEEL_TRY(read_external(tp, what, c, NULL, stored));
   keel_tensor *t = NULL;
   KEEL_TRY(keel_tensor_create(dt, dims, ndim, c->alloc, &t));
   uint8_t *dst = keel_tensor_data(t);

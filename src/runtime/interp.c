@@ -120,8 +120,10 @@ static keel_status *stack(keel_tensor **parts, int64_t n, int axis, bool reverse
   return NULL;
 }
 
-static keel_status *run_if(interp_ctx *cx, const keel_node *n, keel_ivalue **in, const scope *sc,
+static keel_status *run_if(interp_ctx *cx, const keel_node *n, keel_ivalue **in, int n_formal, const scope *sc,
                            keel_ivalue **out) {
+  if (n_formal < 1 || !in[0] || in[0]->kind != KEEL_IV_TENSOR || keel_tensor_numel(in[0]->t) != 1)
+    return keel_error(KEEL_INVALID_MODEL, "If needs a condition input holding one element");
   const keel_graph *branch = graph_attr(n, truthy(in[0]) ? "then_branch" : "else_branch");
   if (!branch) return keel_error(KEEL_INVALID_MODEL, "If has no then_branch/else_branch graph");
   if (branch->n_outputs != n->n_outputs)
@@ -402,7 +404,7 @@ static keel_status *run_node(interp_ctx *cx, const keel_node *n, keel_ivalue **e
   }
   const char *op = n->op_type;
   bool onnx = n->domain[0] == 0;
-  if (onnx && !strcmp(op, "If")) s = run_if(cx, n, in, sc, out);
+  if (onnx && !strcmp(op, "If")) s = run_if(cx, n, in, n_formal, sc, out);
   else if (onnx && !strcmp(op, "Loop")) s = run_loop(cx, n, in, n_formal, sc, out);
   else if (onnx && !strcmp(op, "Scan")) s = run_scan(cx, n, in, n_formal, sc, out);
   else if (onnx && !strcmp(op, "SequenceMap")) s = run_sequence_map(cx, n, in, n_formal, sc, out);

@@ -12,7 +12,13 @@
 #define FOLD_MAX_BYTES (64 * 1024)
 #define ARENA_ALIGN 64
 
-static size_t align_up(size_t x) { return (x + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1); }
+/* Sizes here come from model-declared shapes: every sum is checked, and anything near SIZE_MAX saturates
+ * so that the final arena size check fails cleanly instead of wrapping. */
+static size_t align_up(size_t x) {
+  if (x > SIZE_MAX - (ARENA_ALIGN - 1)) return SIZE_MAX & ~(size_t)(ARENA_ALIGN - 1);
+  return (x + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
+}
+static size_t add_sat(size_t a, size_t b) { return a > SIZE_MAX - b ? SIZE_MAX : a + b; }
 
 void keel_plan_destroy(keel_plan *p) {
   if (!p) return;
@@ -82,8 +88,9 @@ static size_t assign_offsets(live_buf *bufs, int n) {
       for (int k = 0; k < n_placed; k++) {
         live_buf *o = &bufs[placed[k]];
         if (o->end < b->start || b->end < o->start) continue;
-        if (off < o->offset + align_up(o->size) && o->offset < off + align_up(b->size)) {
-          off = o->offset + align_up(o->size);
+        if (off < add_sat(o->offset, align_up(o->size)) && o->offset < add_sat(off, align_up(b->size))) {
+          off = add_sat(o->offset, align_up(o->size));
+          if (off == SIZE_MAX) break;
           moved = true;
         }
       }
@@ -91,7 +98,13 @@ static size_t assign_offsets(live_buf *bufs, int n) {
     b->offset = off;
     b->placed = true;
     placed[n_placed++] = order[oi];
-    if (off + align_up(b->size) > total) total = off + align_up(b->size);
+    size_t end = add_sat(off, align_up(b->size));
+    if (end == SIZE_MAX) { /* the plan does not fit any address space: report it as out of memory */
+      free(order);
+      free(placed);
+      return SIZE_MAX;
+    }
+    if (end > total) total = end;
   }
   free(order);
   free(placed);
@@ -360,7 +373,7 @@ keel_status *keel_plan_create(const keel_graph *g, const keel_view *inputs, int 
     for (int k = 0; k < n->n_outputs; k++) {
       int v = n->outputs[k];
       if (v < 0 || p->values[v].loc != KEEL_LOC_ARENA) continue;
-      p->intermediate_bytes += align_up(p->values[v].nbytes);
+      p->intermediate_bytes = add_sat(p->intermediate_bytes, align_up(p->values[v].nbytes));
       int ip = n->op->inplace_input;
       if (k == 0 && ip >= 0 && ip < n->n_inputs) {
         int iv = n->inputs[ip];
@@ -391,7 +404,11 @@ keel_status *keel_plan_create(const keel_graph *g, const keel_view *inputs, int 
   for (int v = 0; v < g->n_values; v++)
     if (p->values[v].loc == KEEL_LOC_ARENA && buf_of[v] >= 0) p->values[v].offset = bufs[buf_of[v]].offset;
   p->workspace_offset = arena;
-  p->arena_bytes = arena + align_up(p->workspace_bytes);
+  p->arena_bytes = add_sat(arena, align_up(p->workspace_bytes));
+  if (p->arena_bytes == SIZE_MAX || p->arena_bytes > ((size_t)1 << 50)) {
+    err = keel_error(KEEL_OUT_OF_MEMORY, "the plan needs a %zu-byte arena, more than keel allows (2^50)", p->arena_bytes);
+    goto fail;
+  }
   *out = p;
   p = NULL;
 fail:
