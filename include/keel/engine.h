@@ -22,6 +22,8 @@ typedef struct keel_engine_options {
   keel_allocator *allocator;   /* for weights and run buffers; NULL: keel_allocator_default() */
   uint64_t max_model_bytes;    /* refuse larger model files; 0: default (4 GiB) */
   uint64_t max_tensor_elements;/* refuse larger tensors anywhere; 0: default (2^34) */
+  uint64_t max_nodes;          /* refuse models with more nodes, subgraphs included; 0: default (2^20) */
+  int max_graph_depth;         /* refuse subgraphs nested deeper (If in Loop in ...); 0: default (16) */
 } keel_engine_options;
 
 void keel_engine_options_init(keel_engine_options *opt); /* fill defaults */

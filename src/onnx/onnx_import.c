@@ -68,6 +68,8 @@ typedef struct import_ctx {
   keel_onnx_tensor_ctx tc;
   const Onnx__ModelProto *model;
   int depth; /* subgraph nesting */
+  int max_depth;
+  uint64_t nodes, max_nodes; /* nodes imported so far (all graphs) and the limit */
 } import_ctx;
 
 typedef struct graph_builder {
@@ -345,6 +347,8 @@ static keel_status *import_constant(import_ctx *c, graph_builder *b, const Onnx_
 
 static keel_status *import_node(import_ctx *c, graph_builder *b, const Onnx__NodeProto *np, size_t index) {
   const char *op = nz(np->op_type);
+  if (++c->nodes > c->max_nodes)
+    return keel_error(KEEL_OUT_OF_MEMORY, "the model has more than %llu nodes (max_nodes)", (unsigned long long)c->max_nodes);
   char namebuf[256];
   const char *nname = nz(np->name);
   if (!op[0]) return keel_error(KEEL_INVALID_MODEL, "node %zu ('%s') has no op_type", index, nname);
@@ -506,8 +510,8 @@ static keel_status *build_graph(import_ctx *c, graph_builder *b, const Onnx__Gra
 
 static keel_status *import_graph(import_ctx *c, const Onnx__GraphProto *gp, bool top, keel_graph **out) {
   *out = NULL;
-  if (c->depth >= KEEL_ONNX_MAX_NESTING)
-    return keel_error(KEEL_INVALID_MODEL, "subgraphs are nested more than %d deep", KEEL_ONNX_MAX_NESTING);
+  if (c->depth > c->max_depth)
+    return keel_error(KEEL_INVALID_MODEL, "subgraphs are nested more than %d deep (max_graph_depth)", c->max_depth);
   graph_builder b = {0};
   b.top = top;
   b.g = keel_graph_create();
@@ -559,6 +563,9 @@ keel_status *keel_onnx_import(const void *data, size_t size, const char *base_di
   }
   import_ctx c = {0};
   c.model = m;
+  c.max_depth = opt && opt->max_graph_depth > 0 ? opt->max_graph_depth : 16;
+  if (c.max_depth > KEEL_ONNX_MAX_NESTING) c.max_depth = KEEL_ONNX_MAX_NESTING;
+  c.max_nodes = opt && opt->max_nodes ? opt->max_nodes : (uint64_t)1 << 20;
   keel_onnx_tensor_ctx_init(&c.tc, opt, base_dir);
   keel_graph *g = NULL;
   s = import_graph(&c, m->graph, true, &g);

@@ -23,6 +23,8 @@ void keel_engine_options_init(keel_engine_options *opt) {
   opt->optimize = 1;
   opt->max_model_bytes = (uint64_t)4 << 30;
   opt->max_tensor_elements = (uint64_t)1 << 34;
+  opt->max_nodes = (uint64_t)1 << 20;
+  opt->max_graph_depth = 16;
 }
 
 /* OpenBLAS's threaded GEMM driver mallocs a job array on every call and spawns work on its own pool, which
@@ -58,6 +60,8 @@ keel_status *keel_engine_load_memory(const void *data, size_t size, const char *
     o = *opt;
     if (!o.max_model_bytes) o.max_model_bytes = (uint64_t)4 << 30;
     if (!o.max_tensor_elements) o.max_tensor_elements = (uint64_t)1 << 34;
+    if (!o.max_nodes) o.max_nodes = (uint64_t)1 << 20;
+    if (o.max_graph_depth <= 0) o.max_graph_depth = 16;
   }
   keel_graph *g = NULL;
   KEEL_TRY(keel_onnx_import(data, size, base_dir, &o, &g));

@@ -220,6 +220,18 @@ TEST(bad_inputs_are_clear_errors) {
   keel_engine *none = NULL;
   CHECK_ERR(keel_engine_load_file("engine/does_not_exist.onnx", NULL, &none), KEEL_IO_ERROR, "does_not_exist.onnx");
   CHECK(none == NULL);
+  /* resource limits */
+  keel_engine_options o;
+  keel_engine_options_init(&o);
+  o.max_nodes = 2;
+  CHECK_ERR(keel_engine_load_file("engine/conv_bn_relu.onnx", &o, &none), KEEL_OUT_OF_MEMORY, "more than 2 nodes");
+  keel_engine_options_init(&o);
+  o.max_tensor_elements = 10;
+  CHECK_ERR(keel_engine_load_file("engine/conv_bn_relu.onnx", &o, &none), KEEL_OUT_OF_MEMORY, "max_tensor_elements");
+  keel_engine_options_init(&o);
+  o.max_model_bytes = 100;
+  CHECK_ERR(keel_engine_load_file("engine/conv_bn_relu.onnx", &o, &none), KEEL_OUT_OF_MEMORY, "above the limit of 100 bytes");
+  CHECK(none == NULL);
 }
 
 RUN_TESTS(conv_bn_relu_fuses_and_matches, matmul_bias_relu_against_reference, elementwise_chain_runs_in_place,
