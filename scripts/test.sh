@@ -10,6 +10,8 @@ echo "== build (release)"
 scripts/build.sh build
 echo "== tests (release)"
 ctest --test-dir build --output-on-failure -j2
+echo "== Python package tests (tests/python, over build/libkeel.so)"
+KEEL_LIBRARY=build/libkeel.so python3 -m pytest -q tests/python
 
 echo "== build (ASan + UBSan)"
 scripts/build.sh build-asan -DKEEL_SANITIZE=ON

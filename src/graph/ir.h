@@ -118,6 +118,7 @@ typedef struct keel_graph {
   char *name;
   char *producer_name;
   int64_t ir_version;
+  uint64_t max_tensor_elements; /* limit on any planned tensor (from keel_engine_options); 0 = none */
 } keel_graph;
 
 keel_graph *keel_graph_create(void);

@@ -51,8 +51,13 @@ static void tensor_view(const keel_tensor *t, keel_view *v) {
   v->data = t->data;
 }
 
+/* ...and never more than this in total, so a small model cannot make loading allocate gigabytes. */
+#define LOAD_FOLD_BUDGET_BYTES ((size_t)256 << 20)
+
 keel_status *keel_pass_fold_constants(keel_graph *g) {
   keel_view in[64], out[16];
+  size_t folded_total = 0;
+  static _Alignas(64) char no_workspace[64]; /* kernels never get a NULL workspace */
   for (int i = 0; i < g->n_nodes; i++) {
     keel_node *n = &g->nodes[i];
     if (n->dead || n->n_inputs > 64 || n->n_outputs > 16 || n->n_inputs == 0 || !n->op->run || keel_node_is_random(n))
@@ -89,10 +94,15 @@ keel_status *keel_pass_fold_constants(keel_graph *g) {
       if (!keel_shape_numel(out[k].dims, out[k].ndim, &numel) ||
           !keel_shape_nbytes(numel, keel_dtype_size(out[k].dtype), &nb))
         return keel_error(KEEL_INVALID_MODEL, "%s: output shape overflows", keel_node_desc(n));
+      if (g->max_tensor_elements && (uint64_t)numel > g->max_tensor_elements)
+        return keel_error(KEEL_OUT_OF_MEMORY, "%s: output %d would have %lld elements, above the limit of %llu "
+                          "(max_tensor_elements)", keel_node_desc(n), k, (long long)numel,
+                          (unsigned long long)g->max_tensor_elements);
       total += nb;
       if (total > LOAD_FOLD_MAX_BYTES) ok = false;
     }
-    if (!ok) continue;
+    if (!ok || total > LOAD_FOLD_BUDGET_BYTES - folded_total) continue; /* left for run time */
+    folded_total += total;
     for (int k = 0; k < n->n_outputs; k++) {
       if (n->outputs[k] < 0) continue;
       s = keel_tensor_create(out[k].dtype, out[k].dims, out[k].ndim, NULL, &made[k]);
@@ -105,7 +115,7 @@ keel_status *keel_pass_fold_constants(keel_graph *g) {
       s = keel_error(KEEL_OUT_OF_MEMORY, "out of memory folding %s", keel_node_desc(n));
       goto fail;
     }
-    keel_exec ex = {wsp, ws, 1};
+    keel_exec ex = {wsp ? wsp : no_workspace, ws, 1};
     s = n->op->run(n, in, n->n_inputs, out, n->n_outputs, &ex);
     free(wsp);
     if (s) goto fail;

@@ -33,7 +33,8 @@ static inline double keel_elem_load(keel_dtype t, const void *p, int64_t i) {
 }
 
 /* Integers truncate toward zero and saturate (numpy's astype without its overflow); NaN becomes 0. */
-#define KEEL_ELEM_SAT(T, lo, hi) ((T)(v != v ? 0 : v <= (double)(lo) ? (lo) : v >= (double)(hi) ? (hi) : v))
+#define KEEL_ELEM_SAT(T, lo, hi) \
+  (v != v ? (T)0 : v <= (double)(lo) ? (T)(lo) : v >= (double)(hi) ? (T)(hi) : (T)v)
 static inline void keel_elem_store(keel_dtype t, void *p, int64_t i, double v) {
   switch (t) {
     case KEEL_FLOAT32: ((float *)p)[i] = (float)v; break;

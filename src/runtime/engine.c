@@ -66,6 +66,7 @@ keel_status *keel_engine_load_memory(const void *data, size_t size, const char *
   keel_graph *g = NULL;
   KEEL_TRY(keel_onnx_import(data, size, base_dir, &o, &g));
   int loaded = g->n_nodes;
+  g->max_tensor_elements = o.max_tensor_elements; /* folding and planning respect it */
   keel_status *s = build(g, &o);
   if (s) {
     keel_graph_destroy(g);

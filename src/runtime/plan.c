@@ -145,6 +145,9 @@ keel_status *keel_check_inputs(const keel_graph *g, const keel_view *inputs, int
     size_t nb;
     if (!keel_shape_numel(in->dims, in->ndim, &numel) || !keel_shape_nbytes(numel, keel_dtype_size(in->dtype), &nb))
       return keel_error(KEEL_SHAPE_MISMATCH, "input '%s' has an invalid or overflowing shape", gv->name);
+    if (g->max_tensor_elements && (uint64_t)numel > g->max_tensor_elements)
+      return keel_error(KEEL_OUT_OF_MEMORY, "input '%s' has %lld elements, above the limit of %llu (max_tensor_elements)",
+                        gv->name, (long long)numel, (unsigned long long)g->max_tensor_elements);
   }
   return NULL;
 }
@@ -279,11 +282,17 @@ keel_status *keel_plan_create(const keel_graph *g, const keel_view *inputs, int 
                          k, g->values[v].name);
         goto fail;
       }
+      if (g->max_tensor_elements && (uint64_t)numel > g->max_tensor_elements) {
+        err = keel_error(KEEL_OUT_OF_MEMORY, "%s: output %d ('%s') would have %lld elements, above the limit of %llu "
+                         "(max_tensor_elements)", keel_node_desc(n), k, g->values[v].name, (long long)numel,
+                         (unsigned long long)g->max_tensor_elements);
+        goto fail;
+      }
       pv->dtype = o->dtype;
       pv->ndim = o->ndim;
       memcpy(pv->dims, o->dims, sizeof(int64_t) * (size_t)o->ndim);
       pv->nbytes = nb;
-      out_bytes += nb;
+      out_bytes = add_sat(out_bytes, nb);
     }
     /* Fold while planning: shape-only ops always; others when inputs are known and outputs small. */
     if ((shape_only_op(n) || (all_known && !keel_node_is_random(n))) && out_bytes <= FOLD_MAX_BYTES) {
@@ -299,12 +308,13 @@ keel_status *keel_plan_create(const keel_graph *g, const keel_view *inputs, int 
         scratch_out[k].data = t->data;
       }
       size_t ws = n->op->workspace ? n->op->workspace(n, scratch_in, n->n_inputs, scratch_out, n->n_outputs) : 0;
+      static _Alignas(64) char no_workspace[64]; /* never NULL, even for 0 bytes */
       void *wsp = ws ? aligned_alloc(ARENA_ALIGN, align_up(ws)) : NULL;
       if (ws && !wsp) {
         err = keel_error(KEEL_OUT_OF_MEMORY, "out of memory folding %s", keel_node_desc(n));
         goto fail;
       }
-      keel_exec ex = {wsp, ws, 1};
+      keel_exec ex = {wsp ? wsp : no_workspace, ws, 1};
       err = n->op->run(n, scratch_in, n->n_inputs, scratch_out, n->n_outputs, &ex);
       free(wsp);
       if (err) {
@@ -398,7 +408,7 @@ keel_status *keel_plan_create(const keel_graph *g, const keel_view *inputs, int 
   }
   size_t arena = assign_offsets(bufs, n_bufs);
   if (arena == SIZE_MAX) {
-    err = keel_error(KEEL_OUT_OF_MEMORY, "out of memory planning the arena");
+    err = keel_error(KEEL_OUT_OF_MEMORY, "the arena does not fit in memory (its size overflows, or the planner's tables could not be allocated)");
     goto fail;
   }
   for (int v = 0; v < g->n_values; v++)
@@ -441,7 +451,9 @@ keel_status *keel_plan_execute(const keel_plan *p, void *arena, void *const *inp
     if (v >= 0) views[i].data = value_data(p, v, arena, inputs, outputs);
   }
   keel_exec ex;
-  ex.workspace = arena && p->workspace_bytes ? (char *)arena + p->workspace_offset : NULL; /* no NULL + offset */
+  /* kernels may compute ws + 0 even when they need no scratch: never hand them NULL */
+  static _Alignas(64) char no_workspace[64];
+  ex.workspace = arena && p->workspace_bytes ? (char *)arena + p->workspace_offset : no_workspace;
   ex.workspace_bytes = p->workspace_bytes;
   ex.num_threads = num_threads;
   for (int s = 0; s < p->n_steps; s++) {

@@ -29,6 +29,7 @@ typedef struct bomb {
   int open;           /* a known bug or gap: see docs/SECURITY.md */
   uint64_t alloc_limit; /* engine allocator byte limit; 0: none */
   int heavy;            /* allocates hundreds of MiB today: runs only with KEEL_RUN_OPEN_BUGS=1 */
+  uint64_t max_nodes;   /* 0: default */
 } bomb;
 
 static const bomb bombs[] = {
@@ -37,24 +38,29 @@ static const bomb bombs[] = {
     {"constantofshape_overflow.onnx", 0, 0, EXPECT_LOAD_ERROR, KEEL_SHAPE_MISMATCH, "overflow", 5, 0},
     {"deep_if.onnx", 0, 0, EXPECT_LOAD_ERROR, KEEL_INVALID_MODEL, "deep", 5, 0},
     {"chain_20k.onnx", 0, 1024, EXPECT_LOAD_ERROR, KEEL_OUT_OF_MEMORY, "limit", 5, 0},
-    /* Plan-time bombs with default limits: the arena or output allocation fails (no 4 TB is ever touched). */
-    {"constantofshape_1e12.onnx", 0, 0, EXPECT_RUN_ERROR, KEEL_OUT_OF_MEMORY, "byte", 5, 0},
-    {"expand_1e12.onnx", 0, 0, EXPECT_RUN_ERROR, KEEL_OUT_OF_MEMORY, "byte", 5, 0},
-    {"tile_1e12.onnx", 0, 0, EXPECT_RUN_ERROR, KEEL_OUT_OF_MEMORY, "byte", 5, 0},
-    {"range_1e12.onnx", 0, 0, EXPECT_RUN_ERROR, KEEL_OUT_OF_MEMORY, "byte", 5, 0},
-    {"arena_wrap.onnx", 0, 0, EXPECT_RUN_ERROR, KEEL_OUT_OF_MEMORY, "arena", 5, 0},
+    /* Bombs with default limits: constant folding (at load) or planning (at run, when the size comes from an
+     * input) refuses the 10^12-element tensor: max_tensor_elements applies to every tensor keel would create,
+     * so no 4 TB is ever asked for. */
+    {"constantofshape_1e12.onnx", 0, 0, EXPECT_LOAD_ERROR, KEEL_OUT_OF_MEMORY, "max_tensor_elements", 5, 0},
+    {"expand_1e12.onnx", 0, 0, EXPECT_RUN_ERROR, KEEL_OUT_OF_MEMORY, "max_tensor_elements", 5, 0},
+    {"tile_1e12.onnx", 0, 0, EXPECT_RUN_ERROR, KEEL_OUT_OF_MEMORY, "max_tensor_elements", 5, 0},
+    {"range_1e12.onnx", 0, 0, EXPECT_LOAD_ERROR, KEEL_OUT_OF_MEMORY, "max_tensor_elements", 5, 0},
+    /* with the element limit lifted, the arena arithmetic itself must refuse (checked, never wrapping) */
+    {"arena_wrap.onnx", UINT64_MAX, 0, EXPECT_RUN_ERROR, KEEL_OUT_OF_MEMORY, "", 5, 0},
+    {"arena_wrap.onnx", 0, 0, EXPECT_LOAD_ERROR, KEEL_OUT_OF_MEMORY, "max_tensor_elements", 5, 0},
     {"reshape_overflow.onnx", 0, 0, EXPECT_RUN_ERROR, KEEL_SHAPE_MISMATCH, "overflow", 5, 0},
-    /* No limit on nodes: 20k nodes load and run, and must stay fast (planning is not quadratic yet). */
+    /* 20k nodes (under the default max_nodes of 2^20) load and run, and must stay fast. */
     {"chain_20k.onnx", 0, 0, EXPECT_OK, KEEL_OK, "", 20, 0},
-    /* Open: 2^64-2 bytes rounded up to the arena alignment wraps to 0: heap overflow in ConstantOfShape. */
-    {"arena_align_wrap.onnx", 0, 0, EXPECT_RUN_ERROR, KEEL_OUT_OF_MEMORY, "", 5, 1},
-    /* Open gap: max_tensor_elements is enforced on initializers only, not on planned intermediates, so a
-     * small limit still lets the plan ask the allocator for 4 TB. */
-    {"constantofshape_1e12.onnx", 1 << 20, 0, EXPECT_RUN_ERROR, KEEL_OUT_OF_MEMORY, "max_tensor_elements", 5, 1},
-    {"expand_1e12.onnx", 1 << 20, 0, EXPECT_RUN_ERROR, KEEL_OUT_OF_MEMORY, "max_tensor_elements", 5, 1},
-    /* Open gap: load-time constant folding allocates 8 x 64 MiB from the default allocator, outside the
-     * engine's allocator limit (and max_tensor_elements). */
-    {"fold_amplification.onnx", 1 << 20, 0, EXPECT_LOAD_ERROR, KEEL_OUT_OF_MEMORY, "", 20, 1, 64 << 20, 1},
+    /* 2^64-2 bytes rounded up to the arena alignment wrapped to 0 (heap overflow) before 077a934. */
+    {"arena_align_wrap.onnx", UINT64_MAX, 0, EXPECT_RUN_ERROR, KEEL_OUT_OF_MEMORY, "", 5, 0},
+    /* Node count and subgraph depth limits (359b9ad). */
+    {"chain_20k.onnx", 0, 0, EXPECT_LOAD_ERROR, KEEL_OUT_OF_MEMORY, "max_nodes", 5, 0, 0, 0, 10000},
+    {"nested_if_18.onnx", 0, 0, EXPECT_LOAD_ERROR, KEEL_INVALID_MODEL, "max_graph_depth", 5, 0},
+    /* max_tensor_elements applies to planned intermediates too, not only to initializers. */
+    {"constantofshape_1e12.onnx", 1 << 20, 0, EXPECT_LOAD_ERROR, KEEL_OUT_OF_MEMORY, "max_tensor_elements", 5, 0},
+    {"expand_1e12.onnx", 1 << 20, 0, EXPECT_RUN_ERROR, KEEL_OUT_OF_MEMORY, "max_tensor_elements", 5, 0},
+    /* Load-time constant folding respects max_tensor_elements (and a 256 MiB total budget). */
+    {"fold_amplification.onnx", 1 << 20, 0, EXPECT_LOAD_ERROR, KEEL_OUT_OF_MEMORY, "max_tensor_elements", 20, 0, 64 << 20, 0},
 };
 
 static const char *dir = "../soak/bombs";
@@ -67,6 +73,7 @@ static int run_case(const bomb *b) {
   keel_engine_options_init(&opt);
   if (b->max_tensor_elements) opt.max_tensor_elements = b->max_tensor_elements;
   if (b->max_model_bytes) opt.max_model_bytes = b->max_model_bytes;
+  if (b->max_nodes) opt.max_nodes = b->max_nodes;
   if (b->alloc_limit) {
     opt.allocator = keel_allocator_create(NULL, NULL); /* the child exits: never destroyed */
     keel_allocator_set_limit(opt.allocator, b->alloc_limit);
@@ -129,9 +136,10 @@ int main(int argc, char **argv) {
   size_t n = sizeof bombs / sizeof bombs[0];
   for (size_t i = 0; i < n; i++) {
     const bomb *b = &bombs[i];
-    printf("%s%s (max_tensor_elements %llu, max_model_bytes %llu, allocator limit %llu)\n",
+    printf("%s%s (max_tensor_elements %llu, max_model_bytes %llu, max_nodes %llu, allocator limit %llu)\n",
            b->open ? "[open] " : "", b->file, (unsigned long long)b->max_tensor_elements,
-           (unsigned long long)b->max_model_bytes, (unsigned long long)b->alloc_limit);
+           (unsigned long long)b->max_model_bytes, (unsigned long long)b->max_nodes,
+           (unsigned long long)b->alloc_limit);
     fflush(stdout);
     if (b->heavy && !strict_open) {
       printf("  skipped (heavy open case; KEEL_RUN_OPEN_BUGS=1 runs it)\n");

@@ -95,6 +95,14 @@ def main():
               h.make_node("ReduceMax", ["s"], ["r"], keepdims=0), h.make_node("Add", ["r", "x"], ["y"])]
     save("fold_amplification", nodes, [x], [y], [i64("shp", [16 * 1024 * 1024])])
 
+    # If nested 18 deep: within the protobuf nesting limit, above max_graph_depth (default 16).
+    g = nested(18)
+    g.name = "nested_if_18"
+    g.input.extend([h.make_tensor_value_info("cond", T.BOOL, [])])
+    m = h.make_model(g, opset_imports=[h.make_opsetid("", 17)], producer_name="keel-bombs")
+    with open(os.path.join(OUT, "nested_if_18.onnx"), "wb") as f:
+        f.write(m.SerializeToString())
+
     # A long chain of nodes: load and plan must stay roughly linear (no limit on node count today).
     n = 20000
     nodes = [h.make_node("Neg", ["x" if i == 0 else "v%d" % (i - 1)], ["v%d" % i if i < n - 1 else "y"])
