@@ -51,6 +51,10 @@ class Engine:
     external data of an in-memory model is resolved relative to `base_dir` (None: refused). Immutable and
     shareable by threads; modules (keel.Module) run it fast, Engine.run runs it simply."""
 
+    def __reduce_ex__(self, protocol):
+        # two Python objects over one keel handle would free it twice
+        raise TypeError("%s cannot be copied or pickled" % type(self).__name__)
+
     def __init__(self, path_or_bytes, optimize=True, base_dir=None, max_model_bytes=0, max_tensor_elements=0,
                  max_nodes=0, max_graph_depth=0):
         self._h = None
@@ -126,7 +130,7 @@ class Engine:
                                     lambda ins, n_in, outs, n_out: lib.keel_engine_run(h, ins, n_in, outs, n_out))
         finally:
             lib.keel_engine_release(h)
-        res = tuple(Tensor(o) for o in outs)
+        res = tuple(Tensor._take(o) for o in outs)
         return res[0] if len(res) == 1 else res
 
     def __repr__(self):

@@ -87,6 +87,10 @@ class Module:
                   stale (using them raises), NumPy views already made see the new values.
     """
 
+    def __reduce_ex__(self, protocol):
+        # two Python objects over one keel handle would free it twice
+        raise TypeError("%s cannot be copied or pickled" % type(self).__name__)
+
     def __init__(self, engine, device="cpu", output_mode="fresh", persistent_policy="detach", **options):
         self._h = None
         self._owned = True
@@ -125,6 +129,8 @@ class Module:
     # -------------------------------------------------------------------------------------------- lifetime
     def close(self):
         """Destroy the module (waits for its calls). Tensors already returned stay valid."""
+        if not self._owned:
+            raise InvalidArgumentError("this module belongs to a ModulePool: release it to the pool instead")
         with self._lock:
             h, self._h = self._h, None
             self._bound.clear()
@@ -192,7 +198,7 @@ class Module:
                 raise error_from_status(st)
             bound = self._bound
             if not bound and self._n_out == 1:
-                res = [Tensor(outs[0])]
+                res = [Tensor._take(outs[0])]
             else:
                 res = []
                 for k in range(self._n_out):
@@ -200,7 +206,7 @@ class Module:
                         lib.keel_tensor_release(outs[k])
                         res.append(bound[k])
                     else:
-                        res.append(Tensor(outs[k]))
+                        res.append(Tensor._take(outs[k]))
             if self._mode == _PERSISTENT:
                 self._last = [weakref.ref(t) for t in res if type(t) is Tensor]
         return res[0] if len(res) == 1 else tuple(res)
@@ -313,6 +319,10 @@ class ModulePool:
     (blocking, with the GIL released, until one is free); `with pool.module() as m:` holds one for several
     calls. Safe from any number of Python threads."""
 
+    def __reduce_ex__(self, protocol):
+        # two Python objects over one keel handle would free it twice
+        raise TypeError("%s cannot be copied or pickled" % type(self).__name__)
+
     def __init__(self, engine, size=None, device="cpu", output_mode="fresh", persistent_policy="detach",
                  **options):
         self._h = None
@@ -334,7 +344,8 @@ class ModulePool:
         self._policy = persistent_policy
         self._lock = threading.Lock()
         self._wrappers = {}
-        self._out = 0  # modules acquired and not yet released
+        self._out = 0  # modules acquired (or being acquired) and not yet released
+        self._acquired = set()
 
     def acquire(self):
         """A free module (blocks until one is). Give it back with release()."""
@@ -345,6 +356,7 @@ class ModulePool:
             self._out += 1  # counted before blocking, so close() cannot free the pool under us
         mh = lib.keel_module_pool_acquire(h)
         with self._lock:
+            self._acquired.add(mh)
             m = self._wrappers.get(mh)
             if m is None:
                 m = self._wrappers[mh] = Module._borrowed(self.engine, mh, self._device, self._policy)
@@ -352,8 +364,9 @@ class ModulePool:
 
     def release(self, module):
         with self._lock:
-            if not self._h or self._wrappers.get(module._h) is not module:
-                raise InvalidArgumentError("module does not belong to this (open) pool")
+            if not self._h or self._wrappers.get(module._h) is not module or module._h not in self._acquired:
+                raise InvalidArgumentError("module is not acquired from this (open) pool")
+            self._acquired.remove(module._h)
             self._out -= 1
             lib.keel_module_pool_release(self._h, module._h)
 

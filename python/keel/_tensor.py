@@ -339,11 +339,21 @@ class Tensor:
     any such view. In PERSISTENT mode, see Module (docs/PYTHON.md) for what the next call does to it."""
     __slots__ = ("_h", "_shape", "_kdtype", "_stale", "__weakref__")
 
-    def __init__(self, handle):
+    def __reduce_ex__(self, protocol):
+        # two Python objects over one keel handle would free it twice
+        raise TypeError("%s cannot be copied or pickled" % type(self).__name__)
+
+    def __new__(cls, *args, **kwargs):
+        raise TypeError("keel.Tensor objects come from keel calls (Module, Engine.run)")
+
+    @classmethod
+    def _take(cls, handle, _new=object.__new__):
         """Takes over one reference to a keel_tensor* (an int). Attributes are read from keel lazily."""
-        self._h = handle
-        self._shape = None
-        self._stale = None
+        t = _new(cls)
+        t._h = handle
+        t._shape = None
+        t._stale = None
+        return t
 
     def __del__(self, _finalizing=sys.is_finalizing):
         h = self._h
@@ -466,7 +476,7 @@ class Tensor:
             n = len(self.shape)
             check(lib.keel_tensor_from_data(self._kd, (c_int64 * n)(*self.shape), n, self._ptr,
                                             byref(out)))
-            src = Tensor(out.value)
+            src = Tensor._take(out.value)
         versioned = max_version is not None and tuple(max_version)[0] >= 1
         rec = _ExportVersioned() if versioned else _Export()
         mt = rec.mt

@@ -161,6 +161,22 @@ def test_bad_inputs_raise(rng):
     assert st["calls"] >= 1 and st["failed_calls"] >= 3
 
 
+def test_tensor_not_constructible():
+    with pytest.raises(TypeError):
+        keel.Tensor(12345)  # would be a wild pointer
+    import copy
+    import pickle
+    e = keel.Engine(model("matmul_bias_relu.onnx"))
+    m = keel.Module(e)
+    pool = keel.ModulePool(e, 1)
+    y = m(np.ones((1, 16), np.float32))
+    for obj in (e, m, pool, y):
+        for f in (copy.copy, copy.deepcopy, pickle.dumps):
+            with pytest.raises(TypeError):
+                f(obj)
+    pool.close()
+
+
 def test_closed_module():
     m = keel.Module(model("matmul_bias_relu.onnx"))
     y = m(np.ones((1, 16), np.float32))

@@ -56,8 +56,12 @@ def test_pool_misuse():
     other = keel.Module(e)
     with pytest.raises(keel.InvalidArgumentError):
         pool.release(other)
+    with pytest.raises(keel.InvalidArgumentError):
+        m.close()  # the pool owns it
     y = m(np.ones((1, 16), np.float32))
     pool.release(m)
+    with pytest.raises(keel.InvalidArgumentError):
+        pool.release(m)  # twice
     pool.close()
     with pytest.raises(keel.InvalidArgumentError):
         m(np.ones((1, 16), np.float32))  # the pool's modules die with it
