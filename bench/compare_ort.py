@@ -37,7 +37,7 @@ Thread configurations (what T means):
 
 Usage:
   bench/compare_ort.py                       # full size: mlp squeezenet mobilenetv2 resnet50 bert, batch 1 and 8, T=1,2
-  bench/compare_ort.py --quick               # small models, short blocks: a quick check (~1-2 min)
+  bench/compare_ort.py --quick               # small models, short blocks: a quick check (~30 s)
   bench/compare_ort.py --models resnet50,bert --batches 1 --threads 1 --blocks 3
   bench/compare_ort.py --json out.json --markdown out.md
 """
