@@ -783,6 +783,11 @@ static keel_status *deliver_interp_outputs(keel_module *m, keel_call *c) {
 keel_status *keel_call_wait(keel_call *c, keel_tensor **out, size_t n_out) {
   if (!c) return keel_error(KEEL_INVALID_ARGUMENT, "keel_call_wait: call is NULL");
   keel_module *m = c->m;
+  pthread_mutex_lock(&m->mu);
+  bool pending = c->in_use;
+  pthread_mutex_unlock(&m->mu);
+  if (!pending) /* (a handle is reused by later submits: wait each call exactly once) */
+    return keel_error(KEEL_INVALID_ARGUMENT, "keel_call_wait: this call was already waited for");
   if (m->stream) keel_stream_wait(m->stream, c->ticket);
   pthread_mutex_lock(&m->mu);
   keel_status *s = c->status;

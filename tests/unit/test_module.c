@@ -336,6 +336,9 @@ TEST(async_calls_in_flight) {
       CHECK(keel_tensor_device(ys[i]) == (keel_device_kind)dev);
       keel_tensor_release(ref);
     }
+    keel_tensor *again = NULL;
+    CHECK_ERR(keel_call_wait(calls[K - 1], &again, 1), KEEL_INVALID_ARGUMENT, "already waited");
+    CHECK(again == NULL);
     for (int i = 0; i < K; i++) {
       keel_tensor_release(xs[i]);
       keel_tensor_release(ys[i]);
