@@ -212,7 +212,7 @@ static size_t attn_ws(AT_WS) {
 #define AT_T float
 #define AT_SUF f32
 #define AT_GEMM cblas_sgemm
-#define AT_EXP at_expf
+#define AT_EXP keel_expf_softmax
 #define AT_TANH tanhf
 #include "ops/attention_tmpl.h"
 #undef AT_T

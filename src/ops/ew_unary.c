@@ -11,37 +11,14 @@
 #include <string.h>
 #include <tgmath.h>
 
+#include "ops/fast_exp.h"
 #include "ops/ew_kernels.h"
 #include "ops/ew_types.h"
 
 #define EW_SQRT1_2 0.70710678118654752440
 #define EW_SQRT_2_PI 0.79788456080286535588
 
-/* expf that vectorizes (glibc's scalar expf does not at this build's flags): exp(x) = 2^n * e^r with
- * |r| <= ln2/2 (Cody-Waite split of ln2), a degree-7 Taylor polynomial for e^r, and 2^n applied in two halves so
- * results near the overflow and underflow edges stay right. Error within 2 ulp of expf. */
-static inline float ew_expf(float x) {
-  float xc = x < -104.0f ? -104.0f : x;
-  xc = xc > 88.8f ? 88.8f : xc;
-  const float n = rint(xc * 1.44269504088896341f);
-  float r = xc - n * 0.693145751953125f;
-  r = r - n * 1.42860682030941723212e-6f;
-  float q = 1.0f / 5040;
-  q = q * r + 1.0f / 720;
-  q = q * r + 1.0f / 120;
-  q = q * r + 1.0f / 24;
-  q = q * r + 1.0f / 6;
-  q = q * r + 0.5f;
-  q = q * r + 1.0f;
-  q = q * r + 1.0f;
-  const int32_t ni = (int32_t)n, n1 = ni / 2, n2 = ni - n1;
-  const float s1 = ew_bits_f32((uint32_t)(n1 + 127) << 23), s2 = ew_bits_f32((uint32_t)(n2 + 127) << 23);
-  float y = q * s1 * s2;
-  y = x > 88.72283935546875f ? INFINITY : y;
-  y = x < -103.972084045410156f ? 0.0f : y;
-  return y; /* NaN propagates through the arithmetic */
-}
-#define ew_exp(v) _Generic((v), float: ew_expf, default: exp)(v)
+#define ew_exp(v) _Generic((v), float: keel_expf_fast, default: exp)(v)
 
 /* Float ops: (op, expression in x, T, p). Ternaries rather than fmax/fmin so NaN passes through. */
 #define EW_UNARY_FLOAT_LIST(X)                                                                        \

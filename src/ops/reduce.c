@@ -240,9 +240,9 @@ static double row_lse_f32(const float *restrict x, int64_t n) {
   double acc[KR_LANES] = {0};
   int64_t i = 0;
   for (; i + KR_LANES <= n; i += KR_LANES)
-    for (int j = 0; j < KR_LANES; j++) acc[j] += (double)kr_expf(x[i + j] - m);
+    for (int j = 0; j < KR_LANES; j++) acc[j] += (double)keel_expf_softmax(x[i + j] - m);
   double s = 0;
-  for (; i < n; i++) s += (double)kr_expf(x[i] - m);
+  for (; i < n; i++) s += (double)keel_expf_softmax(x[i] - m);
   for (int j = 0; j < KR_LANES; j++) s += acc[j];
   return log(s) + (double)m;
 }

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "ops/fast_exp.h"
 #include "ops/op.h"
 
 /* ---- element access by dtype (generic, slower paths) ---- */
@@ -76,37 +77,6 @@ static inline void kr_st(keel_dtype t, void *p, int64_t i, double v) {
   }
 }
 
-/* ---- a vectorizable expf for x <= ~88 (softmax and log-sum-exp only ever call it on x - max <= 0) ----
- * exp(x) = 2^n * exp(r), n = round(x / ln2), |r| <= ln2/2, exp(r) by its Taylor series to degree 7
- * (truncation error < 6e-9, below float precision). Rounding uses the 1.5*2^23 trick so no float->int
- * conversion is needed; NaN propagates; x < -87 gives 0 (exp underflows there anyway). Branch-free so
- * that loops over it vectorize. */
-static inline float kr_expf(float x) {
-  const float hi = 88.0f, lo = -87.0f;
-  float xc = x > hi ? hi : x;
-  xc = xc < lo ? lo : xc;
-  const float magic = 12582912.0f; /* 1.5 * 2^23 */
-  float t = xc * 1.44269504088896341f + magic;
-  float n = t - magic;
-  uint32_t tb;
-  memcpy(&tb, &t, 4);
-  float r = xc - n * 0.693145751953125f; /* ln2 split in a high part exact in float ... */
-  r = r - n * 1.42860682030941723212e-6f; /* ... and the rest */
-  float p = 1.0f / 5040.0f;
-  p = p * r + 1.0f / 720.0f;
-  p = p * r + 1.0f / 120.0f;
-  p = p * r + 1.0f / 24.0f;
-  p = p * r + 1.0f / 6.0f;
-  p = p * r + 0.5f;
-  p = p * r + 1.0f;
-  p = p * r + 1.0f;
-  /* the low bits of t hold n (two's complement, offset by the magic's mantissa): build 2^n directly */
-  uint32_t eb = (tb - 0x4B400000u + 127u) << 23;
-  float s;
-  memcpy(&s, &eb, 4);
-  float y = p * s;
-  return x < lo ? 0.0f : y;
-}
 
 /* ---- kernels defined in reduce_*.c ---- */
 keel_status *keel_kr_softmax_infer_v1(const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out);

@@ -4,7 +4,7 @@
  * coerces the input to 2-D at `axis`, which is the same view with A = prod(dims[axis:]) and inner = 1.
  * The float32 inner == 1 case (softmax over the last axis, attention) is the hot one: three passes over a
  * row (max, exp and sum, scale) written in 16-wide blocks the compiler vectorizes, with a polynomial exp
- * (kr_expf) instead of the scalar libm call. */
+ * (keel_expf_softmax, ops/fast_exp.h) instead of the scalar libm call. */
 #include <float.h>
 #include <math.h>
 #include <string.h>
@@ -105,13 +105,13 @@ static float exp_store_f32(const float *restrict x, float *restrict y, int64_t n
   int64_t i = 0;
   for (; i + SM_BLK <= n; i += SM_BLK)
     for (int j = 0; j < SM_BLK; j++) {
-      float e = kr_expf(x[i + j] - m);
+      float e = keel_expf_softmax(x[i + j] - m);
       y[i + j] = e;
       acc[j] += e;
     }
   float s = 0;
   for (; i < n; i++) {
-    float e = kr_expf(x[i] - m);
+    float e = keel_expf_softmax(x[i] - m);
     y[i] = e;
     s += e;
   }
@@ -123,9 +123,9 @@ static float exp_sum_f32(const float *restrict x, int64_t n, float m) {
   float acc[SM_BLK] = {0};
   int64_t i = 0;
   for (; i + SM_BLK <= n; i += SM_BLK)
-    for (int j = 0; j < SM_BLK; j++) acc[j] += kr_expf(x[i + j] - m);
+    for (int j = 0; j < SM_BLK; j++) acc[j] += keel_expf_softmax(x[i + j] - m);
   float s = 0;
-  for (; i < n; i++) s += kr_expf(x[i] - m);
+  for (; i < n; i++) s += keel_expf_softmax(x[i] - m);
   for (int j = 0; j < SM_BLK; j++) s += acc[j];
   return s;
 }
@@ -181,10 +181,10 @@ static void softmax_strided_f32(const float *restrict x, float *restrict y, cons
       const float *xr = xo + a * inner;
       float *yr = yo + a * inner;
       if (log_form) {
-        for (int64_t i = 0; i < inner; i++) sm[i] += kr_expf(xr[i] - mx[i]);
+        for (int64_t i = 0; i < inner; i++) sm[i] += keel_expf_softmax(xr[i] - mx[i]);
       } else {
         for (int64_t i = 0; i < inner; i++) {
-          float e = kr_expf(xr[i] - mx[i]);
+          float e = keel_expf_softmax(xr[i] - mx[i]);
           yr[i] = e;
           sm[i] += e;
         }
