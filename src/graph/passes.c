@@ -57,7 +57,6 @@ static void tensor_view(const keel_tensor *t, keel_view *v) {
 keel_status *keel_pass_fold_constants(keel_graph *g) {
   keel_view in[64], out[16];
   size_t folded_total = 0;
-  static _Alignas(64) char no_workspace[64]; /* kernels never get a NULL workspace */
   for (int i = 0; i < g->n_nodes; i++) {
     keel_node *n = &g->nodes[i];
     if (n->dead || n->n_inputs > 64 || n->n_outputs > 16 || n->n_inputs == 0 || !n->op->run || keel_node_is_random(n))
@@ -115,7 +114,7 @@ keel_status *keel_pass_fold_constants(keel_graph *g) {
       s = keel_error(KEEL_OUT_OF_MEMORY, "out of memory folding %s", keel_node_desc(n));
       goto fail;
     }
-    keel_exec ex = {wsp ? wsp : no_workspace, ws, 1};
+    keel_exec ex = {wsp ? wsp : keel_empty_workspace, ws, 1};
     s = n->op->run(n, in, n->n_inputs, out, n->n_outputs, &ex);
     free(wsp);
     if (s) goto fail;

@@ -33,6 +33,10 @@ typedef struct keel_view {
   void *data;
 } keel_view;
 
+/* Kernels may compute `workspace + 0` even when they asked for no scratch, so callers never pass NULL:
+ * they pass this (empty, never written) buffer instead. */
+extern char keel_empty_workspace[64];
+
 /* What a kernel gets besides its tensors. */
 typedef struct keel_exec {
   void *workspace;        /* at least the bytes op->workspace asked for, 64-byte aligned */

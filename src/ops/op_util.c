@@ -5,6 +5,7 @@
 #include "runtime/plan.h"
 
 _Thread_local bool keel_tls_needs_value;
+_Alignas(64) char keel_empty_workspace[64];
 
 int64_t keel_view_numel(const keel_view *v) {
   int64_t n = 1;

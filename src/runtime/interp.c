@@ -430,8 +430,7 @@ static keel_status *run_node(interp_ctx *cx, const keel_node *n, keel_ivalue **e
       size_t wsb = n->op->workspace ? n->op->workspace(n, vin, n_formal, vout, n->n_outputs) : 0;
       ws = wsb ? aligned_alloc(64, (wsb + 63) & ~(size_t)63) : NULL;
       if (wsb && !ws) s = keel_error(KEEL_OUT_OF_MEMORY, "out of memory for a %zu-byte workspace", wsb);
-      static _Alignas(64) char no_workspace[64]; /* never NULL, even for 0 bytes */
-      keel_exec ex = {ws ? ws : no_workspace, wsb, 1};
+      keel_exec ex = {ws ? ws : keel_empty_workspace, wsb, 1};
       if (!s) s = n->op->run(n, vin, n_formal, vout, n->n_outputs, &ex);
     }
     for (int k = 0; !s && k < n->n_outputs; k++) {

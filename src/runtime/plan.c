@@ -308,13 +308,12 @@ keel_status *keel_plan_create(const keel_graph *g, const keel_view *inputs, int 
         scratch_out[k].data = t->data;
       }
       size_t ws = n->op->workspace ? n->op->workspace(n, scratch_in, n->n_inputs, scratch_out, n->n_outputs) : 0;
-      static _Alignas(64) char no_workspace[64]; /* never NULL, even for 0 bytes */
       void *wsp = ws ? aligned_alloc(ARENA_ALIGN, align_up(ws)) : NULL;
       if (ws && !wsp) {
         err = keel_error(KEEL_OUT_OF_MEMORY, "out of memory folding %s", keel_node_desc(n));
         goto fail;
       }
-      keel_exec ex = {wsp ? wsp : no_workspace, ws, 1};
+      keel_exec ex = {wsp ? wsp : keel_empty_workspace, ws, 1};
       err = n->op->run(n, scratch_in, n->n_inputs, scratch_out, n->n_outputs, &ex);
       free(wsp);
       if (err) {
@@ -451,9 +450,7 @@ keel_status *keel_plan_execute(const keel_plan *p, void *arena, void *const *inp
     if (v >= 0) views[i].data = value_data(p, v, arena, inputs, outputs);
   }
   keel_exec ex;
-  /* kernels may compute ws + 0 even when they need no scratch: never hand them NULL */
-  static _Alignas(64) char no_workspace[64];
-  ex.workspace = arena && p->workspace_bytes ? (char *)arena + p->workspace_offset : no_workspace;
+  ex.workspace = arena && p->workspace_bytes ? (char *)arena + p->workspace_offset : keel_empty_workspace;
   ex.workspace_bytes = p->workspace_bytes;
   ex.num_threads = num_threads;
   for (int s = 0; s < p->n_steps; s++) {

@@ -52,17 +52,23 @@ static void *worker(void *arg) {
   return NULL;
 }
 
-TEST(module_pool_threads) {
-  TEST_BEGIN("module_pool_threads");
+/* The engine, two inputs of different batch sizes, and their references from keel_engine_run. */
+static bool load_engine_and_references(float freq) {
   CHECK_OK(keel_engine_load_file("engine/conv_bn_relu.onnx", NULL, &engine));
-  if (!engine) return;
+  if (!engine) return false;
   int64_t a[] = {1, 3, 8, 8}, b[] = {2, 3, 8, 8};
   for (int k = 0; k < 2; k++) {
     CHECK_OK(keel_tensor_create(KEEL_FLOAT32, k ? b : a, 4, NULL, &inputs[k]));
     float *p = keel_tensor_data(inputs[k]);
-    for (int64_t i = 0; i < keel_tensor_numel(inputs[k]); i++) p[i] = cosf((float)i * 0.1f + (float)k);
+    for (int64_t i = 0; i < keel_tensor_numel(inputs[k]); i++) p[i] = cosf((float)i * freq + (float)k);
     CHECK_OK(keel_engine_run(engine, &inputs[k], 1, &refs[k], 1));
   }
+  return true;
+}
+
+TEST(module_pool_threads) {
+  TEST_BEGIN("module_pool_threads");
+  if (!load_engine_and_references(0.1f)) return;
   keel_module_options o;
   keel_module_options_init(&o);
   o.async = 1; /* stream threads and cross-thread releases together */
@@ -108,15 +114,7 @@ static void *submitter(void *arg) {
 
 TEST(shared_module_async) {
   TEST_BEGIN("shared_module_async");
-  CHECK_OK(keel_engine_load_file("engine/conv_bn_relu.onnx", NULL, &engine));
-  if (!engine) return;
-  int64_t a[] = {1, 3, 8, 8}, b[] = {2, 3, 8, 8};
-  for (int k = 0; k < 2; k++) {
-    CHECK_OK(keel_tensor_create(KEEL_FLOAT32, k ? b : a, 4, NULL, &inputs[k]));
-    float *p = keel_tensor_data(inputs[k]);
-    for (int64_t i = 0; i < keel_tensor_numel(inputs[k]); i++) p[i] = sinf((float)i * 0.2f + (float)k);
-    CHECK_OK(keel_engine_run(engine, &inputs[k], 1, &refs[k], 1));
-  }
+  if (!load_engine_and_references(0.2f)) return;
   keel_module_options o;
   keel_module_options_init(&o);
   o.output_mode = KEEL_OUTPUTS_PREALLOCATED;

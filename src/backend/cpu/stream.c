@@ -90,6 +90,15 @@ static void *worker(void *p) {
   return NULL;
 }
 
+static void free_stream(keel_stream *s) {
+  pthread_mutex_destroy(&s->mu);
+  pthread_cond_destroy(&s->has_work);
+  pthread_cond_destroy(&s->has_room);
+  pthread_cond_destroy(&s->progressed);
+  free(s->ring);
+  free(s);
+}
+
 keel_status *keel_stream_create(int capacity, keel_stream **out) {
   *out = NULL;
   keel_stream *s = calloc(1, sizeof *s);
@@ -106,12 +115,7 @@ keel_status *keel_stream_create(int capacity, keel_stream **out) {
   pthread_cond_init(&s->progressed, NULL);
   int rc = pthread_create(&s->thread, NULL, worker, s);
   if (rc) {
-    pthread_mutex_destroy(&s->mu);
-    pthread_cond_destroy(&s->has_work);
-    pthread_cond_destroy(&s->has_room);
-    pthread_cond_destroy(&s->progressed);
-    free(s->ring);
-    free(s);
+    free_stream(s);
     return keel_error(KEEL_DEVICE_ERROR, "cannot start the stream thread (pthread_create returned %d)", rc);
   }
   *out = s;
@@ -125,12 +129,7 @@ void keel_stream_destroy(keel_stream *s) {
   pthread_cond_signal(&s->has_work);
   pthread_mutex_unlock(&s->mu);
   pthread_join(s->thread, NULL);
-  pthread_mutex_destroy(&s->mu);
-  pthread_cond_destroy(&s->has_work);
-  pthread_cond_destroy(&s->has_room);
-  pthread_cond_destroy(&s->progressed);
-  free(s->ring);
-  free(s);
+  free_stream(s);
 }
 
 uint64_t keel_stream_enqueue(keel_stream *s, keel_task_fn fn, void *arg) {
