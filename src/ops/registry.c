@@ -16,6 +16,8 @@ KEEL_OP_FAMILY(misc)
 KEEL_OP_FAMILY(control)
 KEEL_OP_FAMILY(attention)
 KEEL_OP_FAMILY(extra)
+KEEL_OP_FAMILY(string)
+KEEL_OP_FAMILY(fused)
 
 typedef struct {
   const keel_op_def *defs;
@@ -36,6 +38,8 @@ static const family families[] = {
     {keel_ops_control, &keel_ops_control_count},
     {keel_ops_attention, &keel_ops_attention_count},
     {keel_ops_extra, &keel_ops_extra_count},
+    {keel_ops_string, &keel_ops_string_count},
+    {keel_ops_fused, &keel_ops_fused_count},
 };
 
 static bool domain_eq(const char *a, const char *b) {
