@@ -41,7 +41,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       memcmp(keel_tensor_dims(a), keel_tensor_dims(b), sizeof(int64_t) * (size_t)keel_tensor_ndim(a)))
     fail("dims differ", NULL);
   if (keel_tensor_nbytes(a) != keel_tensor_nbytes(b)) fail("byte size differs", NULL);
-  if (keel_tensor_nbytes(a) &&
+  if (keel_tensor_dtype(a) == KEEL_STRING) { /* elements are owned pointers: compare their bytes */
+    for (int64_t i = 0; i < keel_tensor_numel(a); i++) {
+      size_t la, lb;
+      const char *sa = keel_tensor_get_string(a, i, &la), *sb = keel_tensor_get_string(b, i, &lb);
+      if (la != lb || memcmp(sa, sb, la)) fail("string element differs", NULL);
+    }
+  } else if (keel_tensor_nbytes(a) &&
       memcmp(keel_tensor_data_const(a), keel_tensor_data_const(b), keel_tensor_nbytes(a)))
     fail("data differs", NULL);
   /* A missing name and an empty name are the same thing in protobuf. */

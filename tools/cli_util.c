@@ -55,6 +55,18 @@ keel_status *cli_generate_input(keel_dtype dtype, const int64_t *dims, int ndim,
   keel_status *s = keel_tensor_create(dtype, dims, ndim, NULL, out);
   if (s) return s;
   int64_t n = keel_tensor_numel(*out);
+  if (dtype == KEEL_STRING) { /* owned element bytes: never write raw bytes over the records */
+    for (int64_t i = 0; i < n && !s; i++) {
+      char w[32];
+      int len = snprintf(w, sizeof w, "s%llu", (unsigned long long)(next_rand(&seed) % 1000));
+      s = keel_tensor_set_string(*out, i, w, (size_t)len);
+    }
+    if (s) {
+      keel_tensor_release(*out);
+      *out = NULL;
+    }
+    return s;
+  }
   char *p = keel_tensor_data(*out);
   uint64_t st = seed;
   for (int64_t i = 0; i < n; i++) {
@@ -102,7 +114,11 @@ void cli_print_summary(const char *name, keel_tensor *t) {
   int64_t n = keel_tensor_numel(t);
   printf("%s: %s%s", name, keel_dtype_name(keel_tensor_dtype(t)),
          keel_shape_format(keel_tensor_dims(t), keel_tensor_ndim(t), shape, sizeof shape));
-  if (n > 0) {
+  if (n > 0 && keel_tensor_dtype(t) == KEEL_STRING) {
+    printf("  first=[");
+    for (int64_t i = 0; i < n && i < 5; i++) printf(i ? ", \"%.40s\"" : "\"%.40s\"", keel_tensor_get_string(t, i, NULL));
+    printf(n > 5 ? ", ...]" : "]");
+  } else if (n > 0) {
     double mn = INFINITY, mx = -INFINITY, sum = 0;
     int64_t argmax = 0;
     for (int64_t i = 0; i < n; i++) {

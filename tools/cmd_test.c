@@ -223,6 +223,12 @@ static bool compare_tensor(const keel_tensor *got, const keel_tensor *exp, const
   } else if (is_float_type(et)) {
     for (size_t i = 0; i < n; i++)
       if (!float_close(get_f(g, gt, i), get_f(x, et, i), o->rtol, o->atol) && bad++ == 0) first = i;
+  } else if (et == KEEL_STRING) { /* exact bytes */
+    for (size_t i = 0; i < n; i++) {
+      size_t gl, xl;
+      const char *ga = keel_tensor_get_string(got, (int64_t)i, &gl), *xa = keel_tensor_get_string(exp, (int64_t)i, &xl);
+      if ((gl != xl || memcmp(ga, xa, gl)) && bad++ == 0) first = i;
+    }
   } else if (keel_dtype_size(et) > 0 && et != KEEL_COMPLEX64 && et != KEEL_COMPLEX128) {
     for (size_t i = 0; i < n; i++)
       if (get_i(g, gt, i) != get_i(x, et, i) && bad++ == 0) first = i;
@@ -233,7 +239,10 @@ static bool compare_tensor(const keel_tensor *got, const keel_tensor *exp, const
   if (!bad) return true;
   char ix[128];
   fmt_index(ix, sizeof ix, first, ed, en);
-  if (is_float_type(et) || is_fp_narrow(et)) {
+  if (et == KEEL_STRING) {
+    snprintf(gs, sizeof gs, "\"%.60s\"", keel_tensor_get_string(got, (int64_t)first, NULL));
+    snprintf(es, sizeof es, "\"%.60s\"", keel_tensor_get_string(exp, (int64_t)first, NULL));
+  } else if (is_float_type(et) || is_fp_narrow(et)) {
     snprintf(gs, sizeof gs, "%.9g", get_f(g, gt, first));
     snprintf(es, sizeof es, "%.9g", get_f(x, et, first));
   } else {

@@ -18,7 +18,7 @@ typedef enum keel_dtype {
   KEEL_INT16 = 5,
   KEEL_INT32 = 6,
   KEEL_INT64 = 7,
-  KEEL_STRING = 8, /* recognized, not supported by kernels */
+  KEEL_STRING = 8, /* elements are keel_string (below); the tensor owns their bytes */
   KEEL_BOOL = 9,   /* one byte per element, 0 or 1 */
   KEEL_FLOAT16 = 10,
   KEEL_FLOAT64 = 11,
@@ -43,7 +43,7 @@ typedef enum keel_dtype {
   KEEL_INT2 = 26
 } keel_dtype;
 
-/* Bytes per element; 0 for UNDEFINED, STRING and values keel does not know. */
+/* Bytes per element (sizeof(keel_string) for STRING); 0 for UNDEFINED and values keel does not know. */
 size_t keel_dtype_size(keel_dtype t);
 /* Lower-case ONNX-style name ("float32", "int64", "bool"); "unknown(N)" style for others. */
 const char *keel_dtype_name(keel_dtype t);
@@ -79,6 +79,30 @@ uint8_t keel_float_to_e8m0(float f, int saturate, keel_e8m0_round mode);
 int32_t keel_narrow_int_value(keel_dtype t, uint8_t b);
 /* Wrap an integer into int4/uint4/int2/uint2 (two's complement, dropping higher bits), as a stored byte. */
 uint8_t keel_narrow_int_wrap(keel_dtype t, int64_t v);
+
+/* ---- String tensors ----
+ * A KEEL_STRING element is a keel_string: `len` bytes at `data` (any bytes, NUL included), always followed by
+ * a NUL so the text can be read as a C string; data == NULL is the empty string. A string tensor OWNS its
+ * elements' bytes: they are freed with its storage, copies (keel_tensor_from_data) copy the bytes, and a
+ * string tensor cannot wrap caller memory (keel_tensor_wrap refuses STRING). keel_tensor_create returns
+ * every element empty. Write elements with keel_tensor_set_string, never by assigning `data` directly. */
+typedef struct keel_string {
+  char *data;
+  size_t len;
+} keel_string;
+
+struct keel_tensor;
+struct keel_status;
+/* Element i of a string tensor becomes a copy of bytes[0, len) (bytes may be NULL when len is 0). */
+struct keel_status *keel_tensor_set_string(struct keel_tensor *t, int64_t i, const char *bytes, size_t len);
+/* Element i as a NUL-terminated string (never NULL; "" for empty); *len (if given) gets its byte count. NULL
+ * when t is not a string tensor or i is out of range. */
+const char *keel_tensor_get_string(const struct keel_tensor *t, int64_t i, size_t *len);
+/* Replace one element's bytes with a copy of bytes[0, len): 0 on success, -1 out of memory (the element
+ * is then unchanged). For code writing elements of a tensor it owns (kernels). */
+int keel_string_assign(keel_string *s, const char *bytes, size_t len);
+/* Free one element's bytes and make it empty. */
+void keel_string_clear(keel_string *s);
 
 #ifdef __cplusplus
 }

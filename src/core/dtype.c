@@ -15,6 +15,7 @@ size_t keel_dtype_size(keel_dtype t) {
     case KEEL_UINT16: case KEEL_INT16: case KEEL_FLOAT16: case KEEL_BFLOAT16: return 2;
     case KEEL_INT64: case KEEL_FLOAT64: case KEEL_UINT64: case KEEL_COMPLEX64: return 8;
     case KEEL_COMPLEX128: return 16;
+    case KEEL_STRING: return sizeof(keel_string);
     default: return 0;
   }
 }

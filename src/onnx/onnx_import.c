@@ -14,6 +14,7 @@
 
 #include "core/error.h"
 #include "core/shape.h"
+#include "graph/gradient.h"
 #include "onnx/onnx_internal.h"
 
 /* ---- name -> value index map (open addressing) ---------------------------------------------------- */
@@ -294,6 +295,28 @@ static keel_status *tensor_copy(keel_dtype dt, const int64_t *dims, int ndim, co
   return NULL;
 }
 
+/* String constants stay nodes (keel::StringConstant, ops/string.c) rather than constant values: constant
+ * folding runs byte-moving kernels over constants, and string elements copied that way would be owned
+ * twice. A node with no inputs is never folded, and its value lives in the interpreter like any string. */
+static keel_status *string_constant_node(graph_builder *b, int vi, keel_tensor *t, const char *what) {
+  char name[300];
+  snprintf(name, sizeof name, "%s", b->g->values[vi].name);
+  int ni = keel_graph_add_node(b->g, name, "StringConstant", "keel");
+  keel_node *n = ni >= 0 ? &b->g->nodes[ni] : NULL;
+  keel_attr *a = n && keel_node_set_n_outputs(n, 1) ? keel_node_add_attr(n, "value") : NULL;
+  if (!a) {
+    keel_tensor_release(t);
+    return keel_error(KEEL_OUT_OF_MEMORY, "out of memory importing %s", what);
+  }
+  n->opset = 1;
+  n->outputs[0] = vi;
+  a->type = KEEL_ATTR_TENSOR;
+  a->t = t;
+  b->g->values[vi].producer = ni;
+  set_value_tensor_info(&b->g->values[vi], t);
+  return NULL;
+}
+
 /* A Constant node: its tensor becomes the constant of its output value. */
 static keel_status *import_constant(import_ctx *c, graph_builder *b, const Onnx__NodeProto *np, const char *nname) {
   if (np->n_output != 1 || !np->output[0] || !np->output[0][0])
@@ -322,7 +345,17 @@ static keel_status *import_constant(import_ctx *c, graph_builder *b, const Onnx_
     const void *src = f ? (n ? (const void *)a->floats : &dummyf) : (n ? (const void *)a->ints : &dummyi);
     KEEL_TRY(tensor_copy(f ? KEEL_FLOAT32 : KEEL_INT64, &n, 1, src, al, &t));
   } else if (strcmp(an, "value_string") == 0 || strcmp(an, "value_strings") == 0) {
-    return keel_error(KEEL_UNSUPPORTED, "%s: string constants are not supported", what);
+    bool one = an[12] == 0;
+    int64_t n = one ? 1 : (int64_t)a->n_strings;
+    KEEL_TRY(keel_tensor_create(KEEL_STRING, &n, one ? 0 : 1, al, &t));
+    for (int64_t k = 0; k < n; k++) {
+      const ProtobufCBinaryData *d = one ? &a->s : &a->strings[k];
+      keel_status *s = keel_tensor_set_string(t, k, (const char *)d->data, d->len);
+      if (s) {
+        keel_tensor_release(t);
+        return s;
+      }
+    }
   } else if (strcmp(an, "sparse_value") == 0) {
     return keel_error(KEEL_UNSUPPORTED, "%s: sparse constants are not supported", what);
   } else {
@@ -339,6 +372,7 @@ static keel_status *import_constant(import_ctx *c, graph_builder *b, const Onnx_
     keel_tensor_release(t);
     return s;
   }
+  if (keel_tensor_dtype(t) == KEEL_STRING) return string_constant_node(b, vi, t, what);
   keel_value *v = &b->g->values[vi];
   v->constant = t;
   set_value_tensor_info(v, t);
@@ -451,6 +485,10 @@ static keel_status *build_graph(import_ctx *c, graph_builder *b, const Onnx__Gra
     snprintf(what, sizeof what, "initializer '%s'", nm);
     keel_tensor *t;
     KEEL_TRY(keel_onnx_tensor_from_proto(tp, what, &c->tc, &t));
+    if (keel_tensor_dtype(t) == KEEL_STRING) {
+      KEEL_TRY(string_constant_node(b, vi, t, what));
+      continue;
+    }
     g->values[vi].constant = t;
     set_value_tensor_info(&g->values[vi], t);
     /* The weights now live in the tensor: drop protobuf-c's copy (malloc'd by its default allocator) so
@@ -570,7 +608,11 @@ keel_status *keel_onnx_import(const void *data, size_t size, const char *base_di
   keel_graph *g = NULL;
   s = import_graph(&c, m->graph, true, &g);
   keel_onnx_tensor_ctx_fini(&c.tc);
-  if (s) goto done;
+  if (!s) s = keel_graph_expand_gradients(g); /* training Gradient nodes become ordinary nodes */
+  if (s) {
+    keel_graph_destroy(g);
+    goto done;
+  }
   g->ir_version = m->has_ir_version ? m->ir_version : 0;
   if (m->producer_name) {
     g->producer_name = dup_str(m->producer_name);
@@ -620,9 +662,10 @@ keel_status *keel_onnx_encode_tensor(const keel_tensor *t, const char *name, voi
   *out = NULL;
   *size = 0;
   keel_dtype dt = keel_tensor_dtype(t);
-  if (dt == KEEL_STRING || keel_dtype_size(dt) == 0)
+  if (keel_dtype_size(dt) == 0)
     return keel_error(KEEL_UNSUPPORTED, "cannot encode a tensor of type %s", keel_dtype_name(dt));
   Onnx__TensorProto tp = ONNX__TENSOR_PROTO__INIT;
+  ProtobufCBinaryData *strs = NULL;
   int ndim = keel_tensor_ndim(t);
   int64_t dims[KEEL_MAX_DIMS];
   memcpy(dims, keel_tensor_dims(t), (size_t)ndim * sizeof(int64_t));
@@ -631,6 +674,30 @@ keel_status *keel_onnx_encode_tensor(const keel_tensor *t, const char *name, voi
   tp.has_data_type = 1;
   tp.data_type = (int32_t)dt;
   tp.name = (char *)(name ? name : "");
+  if (dt == KEEL_STRING) { /* string_data: one bytes field per element (borrowed from the tensor) */
+    size_t n = (size_t)keel_tensor_numel(t);
+    const keel_string *e = keel_tensor_data_const(t);
+    strs = calloc(n ? n : 1, sizeof *strs);
+    if (!strs) return oom("encoding a tensor");
+    for (size_t i = 0; i < n; i++) {
+      strs[i].len = e[i].data ? e[i].len : 0;
+      strs[i].data = (uint8_t *)e[i].data;
+    }
+    tp.n_string_data = n;
+    tp.string_data = strs;
+    size_t sz = onnx__tensor_proto__get_packed_size(&tp);
+    uint8_t *sb = malloc(sz ? sz : 1);
+    size_t w = sb ? onnx__tensor_proto__pack(&tp, sb) : 0;
+    free(strs);
+    if (!sb) return oom("encoding a tensor");
+    if (w != sz) {
+      free(sb);
+      return keel_error(KEEL_INTERNAL, "TensorProto packing wrote %zu bytes, expected %zu", w, sz);
+    }
+    *out = sb;
+    *size = sz;
+    return NULL;
+  }
   size_t nbytes = keel_tensor_nbytes(t);
   uint8_t *swapped = NULL;
   tp.has_raw_data = 1;

@@ -307,13 +307,35 @@ static void copy_typed(const Onnx__TensorProto *tp, keel_dtype dt, void *dst, si
   }
 }
 
+/* Strings live only in string_data (one bytes field per element); raw and external data cannot hold them. */
+static keel_status *string_from_proto(const Onnx__TensorProto *tp, const char *what, const int64_t *dims, int ndim,
+                                      int64_t numel, keel_onnx_tensor_ctx *c, keel_tensor **out) {
+  bool external = tp->has_data_location && tp->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL;
+  if (external || tp->has_raw_data || tp->raw_data.len > 0)
+    return keel_error(KEEL_INVALID_MODEL, "%s: string tensors store their data in string_data, not raw or external data",
+                      what);
+  if (tp->n_string_data != (size_t)numel)
+    return keel_error(KEEL_INVALID_MODEL, "%s: string_data has %zu values but the shape needs %lld", what,
+                      tp->n_string_data, (long long)numel);
+  keel_tensor *t;
+  KEEL_TRY(keel_tensor_create(KEEL_STRING, dims, ndim, c->alloc, &t));
+  keel_string *e = keel_tensor_data(t);
+  for (size_t i = 0; i < tp->n_string_data; i++)
+    if (keel_string_assign(&e[i], (const char *)tp->string_data[i].data, tp->string_data[i].len)) {
+      keel_tensor_release(t);
+      return keel_error(KEEL_OUT_OF_MEMORY, "%s: out of memory decoding string %zu", what, i);
+    }
+  *out = t;
+  return NULL;
+}
+
 keel_status *keel_onnx_tensor_from_proto(const Onnx__TensorProto *tp, const char *what, keel_onnx_tensor_ctx *c,
                                          keel_tensor **out) {
   *out = NULL;
   if (!tp->has_data_type || tp->data_type == 0)
     return keel_error(KEEL_INVALID_MODEL, "%s: tensor has no data_type", what);
   keel_dtype dt = keel_onnx_dtype(tp->data_type);
-  if (dt == KEEL_DTYPE_UNDEFINED || dt == KEEL_STRING || dt == KEEL_COMPLEX64 || dt == KEEL_COMPLEX128)
+  if (dt == KEEL_DTYPE_UNDEFINED || dt == KEEL_COMPLEX64 || dt == KEEL_COMPLEX128)
     return keel_error(KEEL_UNSUPPORTED, "%s: tensors of type %s (%d) are not supported", what,
                       keel_onnx_dtype_name(tp->data_type), (int)tp->data_type);
   if (tp->n_dims > KEEL_MAX_DIMS)
@@ -340,6 +362,7 @@ keel_status *keel_onnx_tensor_from_proto(const Onnx__TensorProto *tp, const char
     return keel_error(KEEL_INVALID_MODEL, "%s: byte size of %s %s overflows", what, keel_dtype_name(dt), shp);
   if (tp->segment)
     return keel_error(KEEL_UNSUPPORTED, "%s: segmented tensors are not supported", what);
+  if (dt == KEEL_STRING) return string_from_proto(tp, what, dims, ndim, numel, c, out);
 
   bool external = tp->has_data_location && tp->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL;
   bool raw = !external && (tp->has_raw_data || tp->raw_data.len > 0);

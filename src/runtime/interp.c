@@ -8,6 +8,7 @@
 #include "ops/op.h"
 #include "runtime/interp.h"
 #include "runtime/interp_seq.h"
+#include "ops/string_ops.h"
 
 typedef struct scope {
   const keel_graph *g;
@@ -73,6 +74,15 @@ static bool truthy(const keel_ivalue *v) {
   return ((const uint8_t *)v->t->data)[0] != 0;
 }
 
+static keel_status *own_or_release(keel_tensor **t) {
+  keel_status *s = keel_strings_own(*t);
+  if (s) {
+    keel_tensor_release(*t);
+    *t = NULL;
+  }
+  return s;
+}
+
 static keel_status *take_slice(const keel_tensor *t, int axis, int64_t i, keel_allocator *al, keel_tensor **out) {
   int64_t dims[KEEL_MAX_DIMS];
   int nd = 0;
@@ -87,7 +97,7 @@ static keel_status *take_slice(const keel_tensor *t, int axis, int64_t i, keel_a
   char *dst = (*out)->data;
   for (int64_t o = 0; o < outer; o++)
     memcpy(dst + (size_t)(o * inner) * es, src + (size_t)((o * t->dims[axis] + i) * inner) * es, (size_t)inner * es);
-  return NULL;
+  return own_or_release(out); /* string elements were copied as records: copy their bytes */
 }
 
 /* Stack n equally shaped parts along a new `axis` (parts[k] goes to position k, or n-1-k if reversed). */
@@ -117,7 +127,7 @@ static keel_status *stack(keel_tensor **parts, int64_t n, int axis, bool reverse
     for (int64_t o = 0; o < outer; o++)
       memcpy(dst + (size_t)((o * n + pos) * inner) * es, src + (size_t)(o * inner) * es, (size_t)inner * es);
   }
-  return NULL;
+  return own_or_release(out); /* string elements were copied as records: copy their bytes */
 }
 
 static keel_status *run_if(interp_ctx *cx, const keel_node *n, keel_ivalue **in, int n_formal, const scope *sc,
@@ -413,25 +423,52 @@ static keel_status *run_node(interp_ctx *cx, const keel_node *n, keel_ivalue **e
     out[0] = keel_iv_retain(in[0]); /* Identity also passes sequences and optionals through */
   else if (!n->op->run) s = keel_error(KEEL_UNSUPPORTED, "no kernel");
   else {
+    /* Strings (ops/string_ops.h): string operators and string variants own their outputs' bytes; byte-moving
+     * kernels borrow them, and the outputs get their own copies below; any other operator is refused. */
+    const keel_op_def *def = n->op;
+    keel_strings_mode smode = KEEL_STRINGS_REFUSED;
+    bool strs = false;
     for (int k = 0; k < n->n_inputs && !s; k++) {
       keel_tensor *t;
       s = iv_as_tensor(in[k], "input", k, &t);
       to_view(t, &vin[k]);
     }
     if (s) goto done;
+    strs = keel_strings_involved(n, vin, n_formal);
+    if (strs && !(def = keel_string_def_for(n, &smode))) {
+      s = keel_error(KEEL_UNSUPPORTED, "%s does not take string tensors", n->op_type);
+      goto done;
+    }
     memset(vout, 0, sizeof *vout * (size_t)n->n_outputs);
-    s = n->op->infer(n, vin, n_formal, vout, n->n_outputs);
+    s = def->infer(n, vin, n_formal, vout, n->n_outputs);
+    for (int k = 0; !s && !strs && k < n->n_outputs; k++)
+      if (vout[k].dtype == KEEL_STRING) { /* strings made from non-strings (Cast...) */
+        strs = true;
+        const keel_op_def *d2 = keel_string_def_for(n, &smode);
+        if (!d2) s = keel_error(KEEL_UNSUPPORTED, "%s cannot produce string tensors", n->op_type);
+        else if (d2 != def) {
+          def = d2;
+          memset(vout, 0, sizeof *vout * (size_t)n->n_outputs);
+          s = def->infer(n, vin, n_formal, vout, n->n_outputs);
+        }
+      }
     for (int k = 0; !s && k < n->n_outputs; k++) {
       if (n->outputs[k] < 0 && vout[k].dtype == KEEL_DTYPE_UNDEFINED) continue;
       s = keel_tensor_create(vout[k].dtype, vout[k].dims, vout[k].ndim, cx->alloc, &tout[k]);
       if (!s) vout[k].data = tout[k]->data;
     }
     if (!s) {
-      size_t wsb = n->op->workspace ? n->op->workspace(n, vin, n_formal, vout, n->n_outputs) : 0;
+      size_t wsb = def->workspace ? def->workspace(n, vin, n_formal, vout, n->n_outputs) : 0;
       ws = wsb ? aligned_alloc(64, (wsb + 63) & ~(size_t)63) : NULL;
       if (wsb && !ws) s = keel_error(KEEL_OUT_OF_MEMORY, "out of memory for a %zu-byte workspace", wsb);
       keel_exec ex = {ws ? ws : keel_empty_workspace, wsb, 1};
-      if (!s) s = n->op->run(n, vin, n_formal, vout, n->n_outputs, &ex);
+      if (!s) {
+        s = def->run(n, vin, n_formal, vout, n->n_outputs, &ex);
+        for (int k = 0; smode == KEEL_STRINGS_BORROWED && k < n->n_outputs; k++) {
+          if (s) keel_strings_forget(tout[k]); /* maybe half written: holds only borrowed pointers */
+          else s = keel_strings_own(tout[k]);
+        }
+      }
     }
     for (int k = 0; !s && k < n->n_outputs; k++) {
       if (!tout[k] || n->outputs[k] < 0) continue;

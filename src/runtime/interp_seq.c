@@ -8,6 +8,7 @@
 #include "onnx/onnx_internal.h"
 #include "ops/op.h"
 #include "runtime/interp_seq.h"
+#include "ops/string_ops.h"
 
 static keel_ivalue *iv_new(keel_iv_kind kind) {
   keel_ivalue *v = calloc(1, sizeof *v);
@@ -157,7 +158,12 @@ static keel_status *slice_axis(const keel_tensor *t, int axis, int64_t start, in
   char *dst = (*out)->data;
   for (int64_t o = 0; o < outer && block; o++)
     memcpy(dst + (size_t)o * block, src + (size_t)((o * t->dims[axis] + start) * inner) * es, block);
-  return NULL;
+  keel_status *s = keel_strings_own(*out); /* string elements were copied as records: copy their bytes */
+  if (s) {
+    keel_tensor_release(*out);
+    *out = NULL;
+  }
+  return s;
 }
 
 /* ---- operators ---- */
@@ -264,6 +270,11 @@ static keel_status *concat_from_sequence(const keel_node *n, keel_ivalue *const 
       if (block) memcpy(dst, (const char *)t->data + (size_t)o * block, block);
       dst += block;
     }
+  keel_status *st = keel_strings_own(r); /* string elements were copied as records: copy their bytes */
+  if (st) {
+    keel_tensor_release(r);
+    return st;
+  }
   *out = keel_iv_tensor(r);
   return *out ? NULL : seq_oom();
 }

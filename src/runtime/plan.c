@@ -6,6 +6,7 @@
 #include "core/error.h"
 #include "core/shape.h"
 #include "core/tensor_internal.h"
+#include "ops/string_ops.h"
 #include "runtime/plan.h"
 
 /* Values up to this size whose inputs are all known are computed while planning (shape arithmetic). */
@@ -152,11 +153,24 @@ keel_status *keel_check_inputs(const keel_graph *g, const keel_view *inputs, int
   return NULL;
 }
 
+static keel_status *strings_need_interp(const char *name, bool *needs_values) {
+  if (needs_values) *needs_values = true;
+  return keel_error(KEEL_UNSUPPORTED, "value '%s' holds strings: string tensors run in the interpreter, not a static plan",
+                    name ? name : "");
+}
+
 keel_status *keel_plan_create(const keel_graph *g, const keel_view *inputs, int n_inputs, uint64_t value_input_mask,
                               bool *needs_values, keel_plan **out) {
   *out = NULL;
   if (needs_values) *needs_values = false;
   KEEL_TRY(keel_check_inputs(g, inputs, n_inputs));
+  /* String tensors own their elements' bytes, which arena buffers cannot: such graphs run in the interpreter
+   * (needs_values is how planning asks for it). Checked before any input value is copied. */
+  for (int i = 0; i < n_inputs; i++)
+    if (inputs[i].dtype == KEEL_STRING) return strings_need_interp(g->values[g->inputs[i]].name, needs_values);
+  for (int v = 0; v < g->n_values; v++)
+    if (g->values[v].constant && keel_tensor_dtype(g->values[v].constant) == KEEL_STRING)
+      return strings_need_interp(g->values[v].name, needs_values);
   keel_status *err = NULL;
   keel_plan *p = calloc(1, sizeof *p);
   if (!p) return keel_error(KEEL_OUT_OF_MEMORY, "out of memory creating a plan");
@@ -261,6 +275,11 @@ keel_status *keel_plan_create(const keel_graph *g, const keel_view *inputs, int 
       err = keel_error(KEEL_UNSUPPORTED, "%s needs the interpreter", keel_node_desc(n));
       goto fail;
     }
+    if (keel_strings_involved(n, scratch_in, n->n_inputs)) { /* Cast to string... */
+      err = strings_need_interp(n->n_outputs > 0 && n->outputs[0] >= 0 ? g->values[n->outputs[0]].name : n->name,
+                                needs_values);
+      goto fail;
+    }
     keel_tls_needs_value = false;
     err = n->op->infer(n, scratch_in, n->n_inputs, scratch_out, n->n_outputs);
     if (err) {
@@ -286,6 +305,10 @@ keel_status *keel_plan_create(const keel_graph *g, const keel_view *inputs, int 
         err = keel_error(KEEL_OUT_OF_MEMORY, "%s: output %d ('%s') would have %lld elements, above the limit of %llu "
                          "(max_tensor_elements)", keel_node_desc(n), k, g->values[v].name, (long long)numel,
                          (unsigned long long)g->max_tensor_elements);
+        goto fail;
+      }
+      if (o->dtype == KEEL_STRING) {
+        err = strings_need_interp(g->values[v].name, needs_values);
         goto fail;
       }
       pv->dtype = o->dtype;
