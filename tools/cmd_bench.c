@@ -75,6 +75,7 @@ typedef struct bench {
   double warmup_s, duration_s;
   long long iterations; /* per mode, all threads together; 0 = by duration */
   bool duration_given;
+  bool cuda_graphs;
   keel_module_options opt;
   cli_shape shapes[MAX_SHAPES];
   int n_shapes;
@@ -108,8 +109,8 @@ static void libc_counts(const bench *b, unsigned long long out[4]) {
 
 static const char *const usage_text =
     "usage: keel bench MODEL [--shape NAME=DIMS]... [--outputs fresh|preallocated|persistent|all]\n"
-    "                  [--iterations N] [--duration S] [--warmup S] [--threads N] [--device cpu|sim]\n"
-    "                  [--inflight K] [--sim-alloc-us X] [--sim-free-us X] [--json FILE]\n"
+    "                  [--iterations N] [--duration S] [--warmup S] [--threads N] [--device cpu|sim|cuda]\n"
+    "                  [--inflight K] [--sim-alloc-us X] [--sim-free-us X] [--cuda-graphs] [--json FILE]\n"
     "                  [--sync | --async] [--progress | --no-progress]\n"
     "\n"
     "  --shape NAME=DIMS   input shape, e.g. data=1x3x224x224 (symbolic dims default to 1)\n"
@@ -118,7 +119,9 @@ static const char *const usage_text =
     "  --duration S        timed seconds (default 5; with --iterations, whichever ends first)\n"
     "  --warmup S          warm-up seconds per run, at least 10 calls per mode (default 1)\n"
     "  --threads N         caller threads, each with its own modules over one engine (default 1)\n"
-    "  --device cpu|sim    cpu (default) or the simulated accelerator (allocations cost like cudaMalloc)\n"
+    "  --device cpu|sim|cuda  cpu (default), the simulated accelerator (allocations cost like cudaMalloc) or a\n"
+    "                      CUDA GPU (builds with the CUDA backend; inputs from the host, outputs stay on the GPU)\n"
+    "  --cuda-graphs       cuda: capture each mode's calls in CUDA graphs and replay them\n"
     "  --inflight K        keep K calls submitted per module (throughput mode; default 1)\n"
     "  --sim-alloc-us X    simulated device allocation cost (default 30 us); --sim-free-us likewise (10 us)\n"
     "  --sync              cpu: compute on the calling thread (module option async = 0; the CPU default)\n"
@@ -418,6 +421,10 @@ static keel_status *setup(worker *w) {
     o.output_mode = (keel_output_mode)b->modes[mi];
     keel_status *s = keel_module_create(b->engine, &o, &w->mod[mi]);
     if (s) return s;
+    if (b->cuda_graphs) {
+      s = keel_module_set_cuda_graphs(w->mod[mi], 1);
+      if (s) return s;
+    }
   }
   return NULL;
 }
@@ -556,12 +563,36 @@ static void json_num(FILE *f, double v) {
   else fprintf(f, "%.6g", v);
 }
 
-static int write_json(FILE *f, const char *path, bench *b, const summary *sm, double region_libc,
+static const char *device_name(const bench *b) {
+  switch (b->opt.device) {
+    case KEEL_DEVICE_SIM: return "sim";
+    case KEEL_DEVICE_CUDA: return "cuda";
+    default: return "cpu";
+  }
+}
+
+/* CUDA: device time per call of mode mi, over worker 0's module (warm-up included). */
+static void device_means(const bench *b, worker *ws, int mi, double *h2d, double *compute, uint64_t *replays,
+                         uint64_t *captures) {
+  keel_device_stats ds;
+  keel_module_stats st;
+  keel_module_get_device_stats(ws[0].mod[mi], &ds);
+  keel_module_get_stats(ws[0].mod[mi], &st);
+  double n = st.calls ? (double)st.calls : 1;
+  *h2d = ds.h2d_ms / n;
+  *compute = ds.compute_ms / n;
+  *replays = ds.graph_replays;
+  *captures = ds.graph_captures;
+  (void)b;
+}
+
+static int write_json(FILE *f, const char *path, bench *b, worker *ws0, const summary *sm, double region_libc,
                       double region_faults, bool have_region) {
   fprintf(f, "{\"model\": ");
   json_string(f, b->model);
-  fprintf(f, ", \"device\": \"%s\", \"threads\": %d, \"inflight\": %d, \"model_outputs\": %zu",
-          b->opt.device == KEEL_DEVICE_SIM ? "sim" : "cpu", b->threads, b->inflight, b->n_out);
+  fprintf(f, ", \"device\": \"%s\", \"threads\": %d, \"inflight\": %d, \"model_outputs\": %zu", device_name(b),
+          b->threads, b->inflight, b->n_out);
+  if (b->opt.device == KEEL_DEVICE_CUDA) fprintf(f, ", \"cuda_graphs\": %s", b->cuda_graphs ? "true" : "false");
   if (b->opt.device == KEEL_DEVICE_SIM) {
     fprintf(f, ", \"sim_alloc_us\": ");
     json_num(f, b->opt.sim_alloc_delay_us);
@@ -590,7 +621,20 @@ static int write_json(FILE *f, const char *path, bench *b, const summary *sm, do
       fprintf(f, "%s\"%s\": ", i ? ", " : "", keys[i]);
       json_num(f, vals[i]);
     }
-    fprintf(f, "}, \"enqueue_ms\": {\"mean\": ");
+    if (b->opt.device == KEEL_DEVICE_CUDA && ws0) {
+      double h2d, comp;
+      uint64_t rep, cap;
+      device_means(b, ws0, mi, &h2d, &comp, &rep, &cap);
+      fprintf(f, "}, \"device_h2d_ms_mean\": ");
+      json_num(f, h2d);
+      fprintf(f, ", \"device_compute_ms_mean\": ");
+      json_num(f, comp);
+      fprintf(f, ", \"graph_replays\": %llu, \"graph_captures\": %llu", (unsigned long long)rep,
+              (unsigned long long)cap);
+      fprintf(f, ", \"enqueue_ms\": {\"mean\": ");
+    } else {
+      fprintf(f, "}, \"enqueue_ms\": {\"mean\": ");
+    }
     json_num(f, s->enq_mean);
     fprintf(f, ", \"median\": ");
     json_num(f, s->enq_median);
@@ -693,6 +737,8 @@ int keel_cmd_bench(int argc, char **argv) {
       sync_calls = true;
     } else if (!strcmp(a, "--async")) {
       async_calls = true;
+    } else if (!strcmp(a, "--cuda-graphs")) {
+      b->cuda_graphs = true;
     } else if (!strcmp(a, "--progress")) {
       progress = 1;
     } else if (!strcmp(a, "--no-progress")) {
@@ -741,7 +787,8 @@ int keel_cmd_bench(int argc, char **argv) {
       i++;
       if (!strcmp(v, "cpu")) b->opt.device = KEEL_DEVICE_CPU;
       else if (!strcmp(v, "sim")) b->opt.device = KEEL_DEVICE_SIM;
-      else return bad_arg("--device expects cpu or sim, got '%s'", v);
+      else if (!strcmp(v, "cuda")) b->opt.device = KEEL_DEVICE_CUDA;
+      else return bad_arg("--device expects cpu, sim or cuda, got '%s'", v);
       device_arg = v;
     } else if (!strcmp(a, "--sim-alloc-us")) {
       i++;
@@ -767,6 +814,12 @@ int keel_cmd_bench(int argc, char **argv) {
     return bad_arg("--sim-alloc-us and --sim-free-us need --device sim (device is %s)", device_arg);
   if (sim_alloc >= 0) b->opt.sim_alloc_delay_us = sim_alloc;
   if (sim_free >= 0) b->opt.sim_free_delay_us = sim_free;
+  if (b->cuda_graphs && b->opt.device != KEEL_DEVICE_CUDA)
+    return bad_arg("--cuda-graphs needs --device cuda (device is %s)", device_arg);
+  if (b->opt.device == KEEL_DEVICE_CUDA) {
+    keel_status *ds = keel_device_check(KEEL_DEVICE_CUDA);
+    if (ds) return cli_fail("cannot use --device cuda", ds);
+  }
   if (sync_calls && b->opt.device != KEEL_DEVICE_CPU)
     return bad_arg("--sync is for --device cpu (a device always computes on its stream; device is %s)", device_arg);
   if (sync_calls && b->inflight > 1)
@@ -819,7 +872,8 @@ int keel_cmd_bench(int argc, char **argv) {
 
   /* Header: what runs, on what. */
   printf("keel bench: %s\n", b->model);
-  printf("  device %s", b->opt.device == KEEL_DEVICE_SIM ? "sim" : "cpu");
+  printf("  device %s", device_name(b));
+  if (b->opt.device == KEEL_DEVICE_CUDA) printf(" (CUDA graphs %s)", b->cuda_graphs ? "on" : "off");
   if (b->opt.device == KEEL_DEVICE_SIM)
     printf(" (allocation %.1f us, free %.1f us, copies %.0f GB/s)", b->opt.sim_alloc_delay_us,
            b->opt.sim_free_delay_us, b->opt.sim_copy_gbps);
@@ -964,8 +1018,19 @@ int keel_cmd_bench(int argc, char **argv) {
                (sm[mi].qps / sm[0].qps - 1) * 100, sm[0].qps_median > 0 ? sm[mi].qps_median / sm[0].qps_median : 0);
       printf("\n");
     }
+    if (b->opt.device == KEEL_DEVICE_CUDA) {
+      printf("device time per call (CUDA events, warm-up included):");
+      for (int mi = 0; mi < b->n_modes; mi++) {
+        double h2d, comp;
+        uint64_t rep, cap;
+        device_means(b, ws, mi, &h2d, &comp, &rep, &cap);
+        printf("\n  %-13s H2D %.4f ms, compute %.4f ms, graph replays %llu (captures %llu)", sm[mi].name, h2d, comp,
+               (unsigned long long)rep, (unsigned long long)cap);
+      }
+      printf("\n");
+    }
     if (json_f) {
-      rc = write_json(json_f, json, b, sm, region_libc, region_faults, true);
+      rc = write_json(json_f, json, b, ws, sm, region_libc, region_faults, true);
       json_f = NULL;
     }
   }

@@ -1,8 +1,10 @@
 /* keel: run, test, inspect and benchmark ONNX models. */
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "cli.h"
+#include "runtime/device.h"
 
 static void usage(FILE *f) {
   fprintf(f,
@@ -31,7 +33,10 @@ int main(int argc, char **argv) {
   }
   const char *cmd = argv[1];
   if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
-    printf("keel %s\nbackends: %s\n", keel_version(), keel_backends());
+    /* keel_backends() names the CPU kernel backends; the CUDA backend lives behind the runtime's devices */
+    bool cuda = strstr(keel_device_backends(), "cuda") != NULL;
+    printf("keel %s\nbackends: %s%s\ndevices: %s\n", keel_version(), keel_backends(), cuda ? " cuda" : "",
+           keel_device_backends());
     return 0;
   }
   if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {

@@ -40,7 +40,7 @@ typedef enum keel_output_mode {
 typedef enum keel_device_kind {
   KEEL_DEVICE_CPU = 0,
   KEEL_DEVICE_SIM = 1,
-  KEEL_DEVICE_CUDA = 2, /* reserved for the CUDA backend */
+  KEEL_DEVICE_CUDA = 2, /* an NVIDIA GPU (builds with the CUDA backend; device index from $KEEL_CUDA_DEVICE, default 0) */
 } keel_device_kind;
 
 /* TensorRT IOutputAllocator-style callbacks for caller-managed outputs: keel asks for memory once it knows
@@ -132,6 +132,41 @@ void keel_module_pool_destroy(keel_module_pool *p);
 /* Where a tensor's memory lives (KEEL_DEVICE_CPU for host memory). SIM memory is host-addressable, but
  * stands for device memory: read it only after the call that wrote it completed. */
 keel_device_kind keel_tensor_device(const keel_tensor *t);
+
+/* ---- devices (docs/CUDA.md) --------------------------------------------------------------------------------
+ * Is `kind` usable here? NULL if so; else why not (CUDA: KEEL_UNSUPPORTED when not compiled in,
+ * KEEL_DEVICE_ERROR "no CUDA device: ..." when there is no GPU or driver). */
+keel_status *keel_device_check(keel_device_kind kind);
+
+/* Copy a tensor's bytes to host memory, wherever they live (for CUDA: a synchronous cudaMemcpy).
+ * nbytes must equal the tensor's size. */
+keel_status *keel_tensor_copy_to_host(const keel_tensor *t, void *dst, size_t nbytes);
+/* The same on the module's stream, timed as the call's device-to-host copy (see keel_device_stats). */
+keel_status *keel_module_copy_to_host(keel_module *m, const keel_tensor *t, void *dst, size_t nbytes);
+/* A tensor over caller device memory (e.g. a CUDA pointer from another framework) for bound outputs or
+ * device-resident inputs; keel never frees it; `deleter` runs when the last reference goes. */
+keel_status *keel_tensor_wrap_device(keel_device_kind kind, keel_dtype dtype, const int64_t *dims, int ndim, void *data,
+                                     size_t nbytes, void (*deleter)(void *data, void *user), void *user,
+                                     keel_tensor **out);
+
+/* CUDA only. Graphs: capture the plan's kernels the second time a call uses the same shapes and device
+ * pointers, replay while they stay the same (PERSISTENT and bound outputs keep them so; PREALLOCATED
+ * cycles through a few pooled buffers, one graph each). Off by default. */
+keel_status *keel_module_set_cuda_graphs(keel_module *m, int enable);
+/* CUDA only. The caller's stream (a cudaStream_t; NULL for none): each call's work waits for what was
+ * queued on it before, and it waits for the call's outputs, so the caller may queue work on the outputs
+ * without a host wait. keel_module_forward still waits on the host. */
+keel_status *keel_module_set_cuda_stream(keel_module *m, void *cuda_stream);
+
+typedef struct keel_device_stats {
+  double h2d_ms, compute_ms, d2h_ms;                /* cumulative, from events on the module's stream */
+  double last_h2d_ms, last_compute_ms, last_d2h_ms; /* the last call (and the last copy to host) */
+  uint64_t graph_captures, graph_replays, graph_failures, eager_runs;
+  uint64_t pinned_allocs;                /* cudaHostAlloc calls for input staging */
+  uint64_t scratch_hits, scratch_misses; /* the caching allocator behind constants and workspaces */
+} keel_device_stats;
+/* Zeroes for CPU and SIM modules. */
+void keel_module_get_device_stats(const keel_module *m, keel_device_stats *out);
 
 #ifdef __cplusplus
 }

@@ -2,7 +2,8 @@
  * CPU: host memory, no copies. SIM: a simulated accelerator whose allocations cost a configurable delay
  * (like cudaMalloc/cudaFree) and whose host<->device copies run at a configurable bandwidth, so latency
  * hiding and allocation counts are measurable without a GPU. Compute runs on a keel_stream either way.
- * The CUDA backend plugs in here with real device memory and cudaMemcpyAsync. */
+ * CUDA: real device memory (one cudaMalloc per allocation, counted) and a per-module context
+ * (backend/cuda/cuda_backend.h) with the engine stream; the module enqueues on it directly. */
 #ifndef KEEL_RUNTIME_DEVICE_H
 #define KEEL_RUNTIME_DEVICE_H
 
@@ -15,7 +16,11 @@ typedef struct keel_device {
   keel_allocator *memory; /* device memory, counted (for CPU: the module's host allocator) */
   bool owns_memory;
   double alloc_delay_us, free_delay_us, copy_gbps;
+  struct keel_cuda_ctx *cuda; /* KEEL_DEVICE_CUDA only */
 } keel_device;
+
+/* "cpu sim" or "cpu sim cuda": the devices compiled in. */
+const char *keel_device_backends(void);
 
 keel_status *keel_device_create(const keel_module_options *opt, keel_allocator *host, keel_device **out);
 void keel_device_destroy(keel_device *d);

@@ -15,6 +15,9 @@
 #include "runtime/engine_internal.h"
 #include "runtime/interp.h"
 #include "runtime/output_pool.h"
+#ifdef KEEL_HAVE_CUDA
+#include "backend/cuda/cuda_backend.h"
+#endif
 
 typedef struct plan_entry {
   uint8_t *key;
@@ -23,6 +26,7 @@ typedef struct plan_entry {
   keel_view *views; /* execution scratch; only the stream touches it, one call at a time */
   uint64_t last_used;
   int inflight;
+  struct keel_cuda_plan *cuda; /* CUDA: constants on the device, kernel per step */
 } plan_entry;
 
 struct keel_call {
@@ -39,6 +43,9 @@ struct keel_call {
                    * can run on the copy engine while this one computes) */
   size_t *staging_cap;
   uint64_t copy_ticket; /* SIM: the copy-engine task that stages this call's inputs */
+  struct keel_cuda_events *ev; /* CUDA: start / inputs staged / done on the engine stream */
+  void **pinned;               /* CUDA: this slot's pinned host staging per input */
+  size_t *pinned_cap;
   bool interp;    /* no static plan: the interpreter computes the outputs (allocating them) */
   keel_module_stats before;
 };
@@ -73,7 +80,27 @@ struct keel_module {
   keel_call *calls;
   int n_calls;
   keel_module_stats st, last;
+  /* CUDA */
+  bool cuda_graphs;
+  void *caller_stream;
+  void *cuda_ws; /* kernel workspace (im2col...) of the current plan */
+  size_t cuda_ws_cap;
+  keel_device_stats dev_st;
+  struct keel_cuda_events *d2h_ev; /* times keel_module_copy_to_host */
 };
+
+static bool is_cuda(const keel_module *m) { return m->opt.device == KEEL_DEVICE_CUDA; }
+
+/* Wait until nothing queued by this module runs any more (the stream thread, or the CUDA stream). */
+static void module_sync(keel_module *m) {
+  if (m->stream) keel_stream_synchronize(m->stream);
+#ifdef KEEL_HAVE_CUDA
+  if (m->device && m->device->cuda) {
+    keel_status *s = keel_cuda_sync(m->device->cuda);
+    keel_status_free(s); /* a failed call reports its error in its own wait */
+  }
+#endif
+}
 
 void keel_module_options_init(keel_module_options *o) {
   memset(o, 0, sizeof *o);
@@ -103,7 +130,12 @@ static void release_memory(void *user) {
   free(m);
 }
 
-static void free_plan_entry(plan_entry *e) {
+static void free_plan_entry(keel_module *m, plan_entry *e) {
+#ifdef KEEL_HAVE_CUDA
+  if (e->cuda) keel_cuda_plan_destroy(m->device->cuda, e->cuda);
+#else
+  (void)m;
+#endif
   keel_plan_destroy(e->plan);
   free(e->key);
   free(e->views);
@@ -124,6 +156,15 @@ keel_status *keel_module_create(keel_engine *engine, const keel_module_options *
   if (o.num_threads < 1) o.num_threads = 1;
   if (o.async < 0) o.async = o.device != KEEL_DEVICE_CPU;
   if (o.device != KEEL_DEVICE_CPU) o.async = 1; /* a device always computes on its stream */
+  if (o.device == KEEL_DEVICE_CUDA) {
+    /* refuse what the GPU cannot run before allocating anything on it */
+    if (atomic_load(&engine->interp_only))
+      return keel_error(KEEL_UNSUPPORTED, "this model needs the interpreter (control flow or data-dependent shapes), "
+                                          "which runs on the CPU only; use device cpu");
+#ifdef KEEL_HAVE_CUDA
+    KEEL_TRY(keel_cuda_check_graph(engine->graph));
+#endif
+  }
   keel_module *m = calloc(1, sizeof *m);
   if (!m) return keel_error(KEEL_OUT_OF_MEMORY, "out of memory creating a module");
   keel_status *s = NULL;
@@ -172,20 +213,34 @@ keel_status *keel_module_create(keel_engine *engine, const keel_module_options *
     k->out_ptrs = calloc(no, sizeof *k->out_ptrs);
     k->staging = calloc(ni, sizeof *k->staging);
     k->staging_cap = calloc(ni, sizeof *k->staging_cap);
-    ok = k->inputs && k->outputs && k->in_ptrs && k->out_ptrs && k->staging && k->staging_cap;
+    k->pinned = calloc(ni, sizeof *k->pinned);
+    k->pinned_cap = calloc(ni, sizeof *k->pinned_cap);
+    ok = k->inputs && k->outputs && k->in_ptrs && k->out_ptrs && k->staging && k->staging_cap && k->pinned &&
+         k->pinned_cap;
   }
   if (!ok) {
     s = keel_error(KEEL_OUT_OF_MEMORY, "out of memory creating a module");
     goto fail;
   }
-  if (o.async) {
+  /* CUDA enqueues on its own stream from the submitting thread: no host stream threads */
+  if (o.async && o.device != KEEL_DEVICE_CUDA) {
     s = keel_stream_create(2 * m->n_calls + 2, &m->stream);
     if (s) goto fail;
   }
-  if (o.device != KEEL_DEVICE_CPU) {
+  if (o.device == KEEL_DEVICE_SIM) {
     s = keel_stream_create(2 * m->n_calls + 2, &m->copy_stream);
     if (s) goto fail;
   }
+#ifdef KEEL_HAVE_CUDA
+  for (int c = 0; o.device == KEEL_DEVICE_CUDA && c < m->n_calls; c++) {
+    s = keel_cuda_events_create(m->device->cuda, &m->calls[c].ev);
+    if (s) goto fail;
+  }
+  if (o.device == KEEL_DEVICE_CUDA) {
+    s = keel_cuda_events_create(m->device->cuda, &m->d2h_ev);
+    if (s) goto fail;
+  }
+#endif
   m->engine = keel_engine_retain(engine);
   *out = m;
   return NULL;
@@ -209,8 +264,11 @@ void keel_module_destroy(keel_module *m) {
   if (m->stream) {
     keel_stream_synchronize(m->stream);
     keel_stream_destroy(m->stream);
+    m->stream = NULL;
   }
   if (m->copy_stream) keel_stream_destroy(m->copy_stream);
+  m->copy_stream = NULL;
+  module_sync(m); /* CUDA: nothing queued may still touch what is freed below */
   /* Calls submitted but never waited: their task ran; drop what they hold. */
   for (int c = 0; m->calls && c < m->n_calls; c++) {
     keel_call *k = &m->calls[c];
@@ -227,14 +285,24 @@ void keel_module_destroy(keel_module *m) {
       if (k->staging[i]) keel_allocator_free(m->device->memory, k->staging[i], k->staging_cap[i]);
     free(k->staging);
     free(k->staging_cap);
+#ifdef KEEL_HAVE_CUDA
+    for (int i = 0; k->pinned && i < m->n_in; i++) keel_cuda_pinned_free(m->device->cuda, k->pinned[i]);
+    keel_cuda_events_destroy(k->ev);
+#endif
+    free(k->pinned);
+    free(k->pinned_cap);
   }
   free(m->calls);
   for (int i = 0; m->prepared && i < m->n_out; i++) keel_tensor_release(m->prepared[i]);
   for (int i = 0; m->persistent && i < m->n_out; i++) keel_tensor_release(m->persistent[i]);
   for (int i = 0; m->bound && i < m->n_out; i++) keel_tensor_release(m->bound[i]);
   for (int i = 0; m->alloc_wrapped && i < m->n_out; i++) keel_tensor_release(m->alloc_wrapped[i]);
-  for (int i = 0; m->plans && i < m->opt.plan_cache_size; i++) free_plan_entry(&m->plans[i]);
+  for (int i = 0; m->plans && i < m->opt.plan_cache_size; i++) free_plan_entry(m, &m->plans[i]);
   if (m->arena) keel_allocator_free(m->device->memory, m->arena, m->arena_cap);
+  if (m->cuda_ws) keel_allocator_free(m->device->memory, m->cuda_ws, m->cuda_ws_cap);
+#ifdef KEEL_HAVE_CUDA
+  keel_cuda_events_destroy(m->d2h_ev);
+#endif
   free(m->plans);
   free(m->key);
   free(m->in_views);
@@ -265,7 +333,7 @@ static void snapshot(keel_module *m, keel_module_stats *out) {
   out->pool_hits = p.hits;
   out->pool_misses = p.misses;
   out->pool_bytes_idle = p.idle_bytes;
-  uint64_t held = m->arena_cap + p.idle_bytes;
+  uint64_t held = m->arena_cap + m->cuda_ws_cap + p.idle_bytes;
   for (int c = 0; c < m->n_calls; c++)
     for (int i = 0; i < m->n_in; i++) held += m->calls[c].staging_cap[i];
   for (int k = 0; k < m->n_out; k++) {
@@ -312,6 +380,7 @@ void keel_module_reset_stats(keel_module *m) {
   pthread_mutex_lock(&m->mu);
   memset(&m->st, 0, sizeof m->st);
   memset(&m->last, 0, sizeof m->last);
+  memset(&m->dev_st, 0, sizeof m->dev_st);
   keel_allocator_reset_stats(m->device->memory);
   pthread_mutex_unlock(&m->mu);
 }
@@ -320,9 +389,12 @@ void keel_module_trim(keel_module *m) {
   pthread_mutex_lock(&m->mu);
   for (int i = 0; i < m->opt.plan_cache_size; i++) {
     plan_entry *e = &m->plans[i];
-    if (e->plan && e != m->current && e->inflight == 0) free_plan_entry(e);
+    if (e->plan && e != m->current && e->inflight == 0) free_plan_entry(m, e);
   }
   keel_output_pool_trim(m->pool);
+#ifdef KEEL_HAVE_CUDA
+  if (m->device->cuda) keel_cuda_trim(m->device->cuda);
+#endif
   pthread_mutex_unlock(&m->mu);
 }
 
@@ -379,6 +451,74 @@ keel_status *keel_module_set_output_allocator(keel_module *m, size_t index, cons
   m->alloc_wrapped[index] = NULL;
   pthread_mutex_unlock(&m->mu);
   return NULL;
+}
+
+/* ---- devices --------------------------------------------------------------------------------------------- */
+
+keel_status *keel_module_set_cuda_graphs(keel_module *m, int enable) {
+  if (!m) return keel_error(KEEL_INVALID_ARGUMENT, "keel_module_set_cuda_graphs: module is NULL");
+  if (!is_cuda(m)) return keel_error(KEEL_INVALID_ARGUMENT, "CUDA graphs need a module on device cuda");
+  pthread_mutex_lock(&m->mu);
+  m->cuda_graphs = enable != 0;
+  pthread_mutex_unlock(&m->mu);
+  return NULL;
+}
+
+keel_status *keel_module_set_cuda_stream(keel_module *m, void *cuda_stream) {
+  if (!m) return keel_error(KEEL_INVALID_ARGUMENT, "keel_module_set_cuda_stream: module is NULL");
+  if (!is_cuda(m)) return keel_error(KEEL_INVALID_ARGUMENT, "a caller CUDA stream needs a module on device cuda");
+  pthread_mutex_lock(&m->mu);
+  m->caller_stream = cuda_stream;
+  pthread_mutex_unlock(&m->mu);
+  return NULL;
+}
+
+void keel_module_get_device_stats(const keel_module *cm, keel_device_stats *out) {
+  keel_module *m = (keel_module *)cm;
+  memset(out, 0, sizeof *out);
+  if (!m) return;
+  pthread_mutex_lock(&m->mu);
+  *out = m->dev_st;
+#ifdef KEEL_HAVE_CUDA
+  if (m->device->cuda) {
+    keel_cuda_stats cs;
+    keel_cuda_get_stats(m->device->cuda, &cs);
+    out->graph_captures = cs.graph_captures;
+    out->graph_replays = cs.graph_replays;
+    out->graph_failures = cs.graph_failures;
+    out->eager_runs = cs.eager_runs;
+    out->pinned_allocs = cs.pinned_allocs;
+    out->scratch_hits = cs.scratch_hits;
+    out->scratch_misses = cs.scratch_misses;
+  }
+#endif
+  pthread_mutex_unlock(&m->mu);
+}
+
+keel_status *keel_module_copy_to_host(keel_module *m, const keel_tensor *t, void *dst, size_t nbytes) {
+  if (!m) return keel_error(KEEL_INVALID_ARGUMENT, "keel_module_copy_to_host: module is NULL");
+#ifdef KEEL_HAVE_CUDA
+  if (is_cuda(m) && t && keel_tensor_device(t) == KEEL_DEVICE_CUDA) {
+    if (!dst && nbytes) return keel_error(KEEL_INVALID_ARGUMENT, "keel_module_copy_to_host: dst is NULL");
+    if (nbytes != t->nbytes)
+      return keel_error(KEEL_INVALID_ARGUMENT, "keel_module_copy_to_host: the tensor has %zu bytes, dst %zu", t->nbytes,
+                        nbytes);
+    pthread_mutex_lock(&m->mu);
+    keel_cuda_ctx *ctx = m->device->cuda;
+    keel_status *s = keel_cuda_events_record(ctx, m->d2h_ev, KEEL_CUDA_EV_START);
+    if (!s) s = keel_cuda_copy_async(ctx, dst, t->data, nbytes, "copying an output to the host");
+    if (!s) s = keel_cuda_events_record(ctx, m->d2h_ev, KEEL_CUDA_EV_DONE);
+    if (!s) s = keel_cuda_events_wait_host(ctx, m->d2h_ev, KEEL_CUDA_EV_DONE);
+    if (!s) {
+      float ms = keel_cuda_events_elapsed_ms(m->d2h_ev, KEEL_CUDA_EV_START, KEEL_CUDA_EV_DONE);
+      m->dev_st.last_d2h_ms = ms > 0 ? ms : 0;
+      m->dev_st.d2h_ms += m->dev_st.last_d2h_ms;
+    }
+    pthread_mutex_unlock(&m->mu);
+    return s;
+  }
+#endif
+  return keel_tensor_copy_to_host(t, dst, nbytes);
 }
 
 /* ---- shape keys and plans -------------------------------------------------------------------------------- */
@@ -452,7 +592,8 @@ static keel_status *select_plan(keel_module *m, keel_tensor *const *inputs, bool
     v->dtype = inputs[i]->dtype;
     v->ndim = inputs[i]->ndim;
     memcpy(v->dims, inputs[i]->dims, sizeof v->dims);
-    v->data = inputs[i]->data;
+    /* device-resident inputs have no host bytes for the planner to read */
+    v->data = keel_tensor_device(inputs[i]) == KEEL_DEVICE_CPU ? inputs[i]->data : NULL;
   }
   keel_plan *plan = NULL;
   KEEL_TRY(keel_engine_plan(m->engine, m->in_views, m->n_in, &plan, interp));
@@ -469,6 +610,18 @@ static keel_status *select_plan(keel_module *m, keel_tensor *const *inputs, bool
     return s ? s : keel_error(KEEL_OUT_OF_MEMORY, "out of memory caching a plan");
   }
   memcpy(key, m->key, m->key_len);
+  struct keel_cuda_plan *cplan = NULL;
+#ifdef KEEL_HAVE_CUDA
+  if (is_cuda(m)) {
+    s = keel_cuda_plan_create(m->device->cuda, plan, &cplan);
+    if (s) {
+      free(views);
+      free(key);
+      keel_plan_destroy(plan);
+      return s;
+    }
+  }
+#endif
   /* Slot: an empty one, else the least recently used that no call in flight is using. */
   plan_entry *slot = NULL;
   for (int i = 0; i < m->opt.plan_cache_size && !slot; i++)
@@ -479,9 +632,9 @@ static keel_status *select_plan(keel_module *m, keel_tensor *const *inputs, bool
   }
   if (!slot) {
     /* every cached plan is in flight: wait for the stream, then reuse the oldest */
-    if (m->stream) {
+    if (m->stream || is_cuda(m)) {
       pthread_mutex_unlock(&m->mu);
-      keel_stream_synchronize(m->stream);
+      module_sync(m);
       pthread_mutex_lock(&m->mu);
     }
     for (int i = 0; i < m->opt.plan_cache_size; i++) {
@@ -490,17 +643,21 @@ static keel_status *select_plan(keel_module *m, keel_tensor *const *inputs, bool
     }
   }
   if (!slot) {
+#ifdef KEEL_HAVE_CUDA
+    if (cplan) keel_cuda_plan_destroy(m->device->cuda, cplan);
+#endif
     free(views);
     free(key);
     keel_plan_destroy(plan);
     return keel_error(KEEL_INTERNAL, "no plan-cache slot is free although the stream is idle");
   }
   if (slot == m->current) m->current = NULL;
-  free_plan_entry(slot);
+  free_plan_entry(m, slot);
   slot->plan = plan;
   slot->views = views;
   slot->key = key;
   slot->key_len = m->key_len;
+  slot->cuda = cplan;
   slot->last_used = ++m->clock;
   m->current = slot;
   return NULL;
@@ -509,9 +666,9 @@ static keel_status *select_plan(keel_module *m, keel_tensor *const *inputs, bool
 /* Device buffers sized for the current plan. Growing one waits for the stream: calls in flight use it. */
 static keel_status *ensure_buffer(keel_module *m, void **buf, size_t *cap, size_t need, const char *what) {
   if (need <= *cap) return NULL;
-  if (m->stream) {
+  if (m->stream || is_cuda(m)) {
     pthread_mutex_unlock(&m->mu);
-    keel_stream_synchronize(m->stream);
+    module_sync(m);
     pthread_mutex_lock(&m->mu);
   }
   if (*buf) keel_allocator_free(m->device->memory, *buf, *cap);
@@ -641,13 +798,36 @@ static void prepare_next(keel_module *m) {
   /* Without a stream there is no compute to hide behind: preparing after the compute would only lengthen
    * this call and alternate two buffers (colder caches). The next call takes the buffer its caller just
    * released from the pool instead, still without allocating. */
-  if (m->opt.output_mode != KEEL_OUTPUTS_PREALLOCATED || !m->stream) return;
+  if (m->opt.output_mode != KEEL_OUTPUTS_PREALLOCATED || (!m->stream && !is_cuda(m))) return;
   for (int k = 0; k < m->n_out; k++) {
     if (m->bound[k] || m->has_out_alloc[k] || m->prepared[k]) continue;
     const keel_plan_value *pv = keel_plan_output(m->current->plan, k);
-    m->prepared[k] = keel_output_pool_acquire(m->pool, pv->dtype, pv->dims, pv->ndim, m->opt.prefault != 0);
+    /* (never prefault device memory: the host cannot touch it) */
+    m->prepared[k] = keel_output_pool_acquire(m->pool, pv->dtype, pv->dims, pv->ndim, m->opt.prefault != 0 && !is_cuda(m));
   }
 }
+
+#ifdef KEEL_HAVE_CUDA
+/* CUDA: stage host inputs through this slot's pinned buffers, then enqueue the plan, all on the engine
+ * stream from the submitting thread; the GPU runs it while the host goes on (prepare_next). */
+static keel_status *cuda_enqueue(keel_module *m, keel_call *c) {
+  keel_cuda_ctx *ctx = m->device->cuda;
+  if (m->caller_stream) KEEL_TRY(keel_cuda_wait_on_caller(ctx, m->caller_stream));
+  KEEL_TRY(keel_cuda_events_record(ctx, c->ev, KEEL_CUDA_EV_START));
+  for (int i = 0; i < m->n_in; i++) {
+    keel_tensor *t = c->inputs[i];
+    if (keel_tensor_device(t) == KEEL_DEVICE_CUDA || !t->nbytes) continue; /* in_ptrs is the device data */
+    /* the slot is free, so no copy in flight reads its pinned buffer */
+    memcpy(c->pinned[i], t->data, t->nbytes);
+    KEEL_TRY(keel_cuda_copy_async(ctx, c->staging[i], c->pinned[i], t->nbytes, "staging an input"));
+  }
+  KEEL_TRY(keel_cuda_events_record(ctx, c->ev, KEEL_CUDA_EV_STAGED));
+  KEEL_TRY(keel_cuda_plan_run(ctx, c->plan->cuda, c->arena, m->cuda_ws, c->in_ptrs, c->out_ptrs, m->cuda_graphs));
+  KEEL_TRY(keel_cuda_events_record(ctx, c->ev, KEEL_CUDA_EV_DONE));
+  if (m->caller_stream) KEEL_TRY(keel_cuda_caller_waits(ctx, c->ev, KEEL_CUDA_EV_DONE, m->caller_stream));
+  return NULL;
+}
+#endif
 
 static void end_call(keel_call *c) {
   keel_module *m = c->m;
@@ -675,9 +855,13 @@ keel_status *keel_module_submit(keel_module *m, keel_tensor *const *inputs, size
     if (!inputs[i])
       return keel_error(KEEL_INVALID_ARGUMENT, "input %zu ('%s') is NULL", i,
                         m->engine->graph->values[m->engine->graph->inputs[i]].name);
-    if (keel_tensor_device(inputs[i]) != KEEL_DEVICE_CPU)
+    keel_device_kind where = keel_tensor_device(inputs[i]);
+    if (where != KEEL_DEVICE_CPU && !(where == KEEL_DEVICE_CUDA && is_cuda(m)))
       return keel_error(KEEL_INVALID_ARGUMENT, "input %zu ('%s') is in device memory; pass host tensors", i,
                         m->engine->graph->values[m->engine->graph->inputs[i]].name);
+    if (where != KEEL_DEVICE_CPU && i < 64 && (atomic_load(&m->engine->value_input_mask) >> i & 1))
+      return keel_error(KEEL_INVALID_ARGUMENT, "input %zu ('%s') feeds shapes, so keel reads its values: pass it in host memory",
+                        i, m->engine->graph->values[m->engine->graph->inputs[i]].name);
   }
   pthread_mutex_lock(&m->mu);
   keel_call *c = NULL;
@@ -694,6 +878,11 @@ keel_status *keel_module_submit(keel_module *m, keel_tensor *const *inputs, size
   keel_status *s = select_plan(m, inputs, &interp);
   if (s) goto fail;
   c->interp = interp;
+  if (interp && is_cuda(m)) {
+    s = keel_error(KEEL_UNSUPPORTED, "these inputs make the model's shapes data-dependent; the CUDA backend runs static "
+                                     "plans only (use device cpu)");
+    goto fail;
+  }
   if (interp) {
     /* Data-dependent shapes: the interpreter allocates the outputs; wait() moves them into bound or
      * callback-allocated outputs where those are set. */
@@ -709,10 +898,26 @@ keel_status *keel_module_submit(keel_module *m, keel_tensor *const *inputs, size
   const keel_plan *p = m->current->plan;
   s = ensure_buffer(m, &m->arena, &m->arena_cap, p->arena_bytes, "arena for intermediates");
   if (s) goto fail;
+#ifdef KEEL_HAVE_CUDA
+  if (is_cuda(m)) {
+    s = ensure_buffer(m, &m->cuda_ws, &m->cuda_ws_cap, keel_cuda_plan_workspace(m->current->cuda), "CUDA kernel workspace");
+    if (s) goto fail;
+  }
+#endif
   for (int i = 0; i < m->n_in; i++) {
     c->inputs[i] = keel_tensor_retain(inputs[i]);
     c->in_ptrs[i] = inputs[i]->data;
-    if (m->device->kind != KEEL_DEVICE_CPU) {
+    if (m->device->kind != KEEL_DEVICE_CPU && keel_tensor_device(inputs[i]) == KEEL_DEVICE_CPU) {
+#ifdef KEEL_HAVE_CUDA
+      if (is_cuda(m) && c->pinned_cap[i] < inputs[i]->nbytes) {
+        keel_cuda_pinned_free(m->device->cuda, c->pinned[i]);
+        c->pinned[i] = NULL;
+        c->pinned_cap[i] = 0;
+        s = keel_cuda_pinned_alloc(m->device->cuda, inputs[i]->nbytes, &c->pinned[i]);
+        if (s) goto fail;
+        c->pinned_cap[i] = inputs[i]->nbytes;
+      }
+#endif
       /* the slot is free, so no call in flight reads its staging buffers: grow without waiting */
       if (c->staging_cap[i] < inputs[i]->nbytes) {
         if (c->staging[i]) keel_allocator_free(m->device->memory, c->staging[i], c->staging_cap[i]);
@@ -741,6 +946,15 @@ keel_status *keel_module_submit(keel_module *m, keel_tensor *const *inputs, size
   if (m->stream) {
     c->ticket = keel_stream_enqueue(m->stream, run_task, c);
     prepare_next(m); /* overlaps with the compute just enqueued */
+#ifdef KEEL_HAVE_CUDA
+  } else if (is_cuda(m)) {
+    s = cuda_enqueue(m, c);
+    if (s) {
+      module_sync(m); /* what was queued before the failure still writes this call's buffers */
+      goto fail;
+    }
+    prepare_next(m); /* overlaps with the GPU computing this call */
+#endif
   } else {
     run_task(c);
   }
@@ -789,9 +1003,26 @@ keel_status *keel_call_wait(keel_call *c, keel_tensor **out, size_t n_out) {
   if (!pending) /* (a handle is reused by later submits: wait each call exactly once) */
     return keel_error(KEEL_INVALID_ARGUMENT, "keel_call_wait: this call was already waited for");
   if (m->stream) keel_stream_wait(m->stream, c->ticket);
+  keel_status *dev_err = NULL;
+#ifdef KEEL_HAVE_CUDA
+  /* kernel faults surface here, at the first synchronization after them */
+  if (is_cuda(m) && !c->interp) dev_err = keel_cuda_events_wait_host(m->device->cuda, c->ev, KEEL_CUDA_EV_DONE);
+#endif
   pthread_mutex_lock(&m->mu);
   keel_status *s = c->status;
   c->status = NULL;
+  if (!s) s = dev_err;
+  else keel_status_free(dev_err);
+#ifdef KEEL_HAVE_CUDA
+  if (!s && is_cuda(m) && !c->interp) {
+    float h2d = keel_cuda_events_elapsed_ms(c->ev, KEEL_CUDA_EV_START, KEEL_CUDA_EV_STAGED);
+    float comp = keel_cuda_events_elapsed_ms(c->ev, KEEL_CUDA_EV_STAGED, KEEL_CUDA_EV_DONE);
+    m->dev_st.last_h2d_ms = h2d > 0 ? h2d : 0;
+    m->dev_st.last_compute_ms = comp > 0 ? comp : 0;
+    m->dev_st.h2d_ms += m->dev_st.last_h2d_ms;
+    m->dev_st.compute_ms += m->dev_st.last_compute_ms;
+  }
+#endif
   if (!s && n_out != (size_t)m->n_out)
     s = keel_error(KEEL_INVALID_ARGUMENT, "the model has %d outputs, got room for %zu", m->n_out, n_out);
   if (!s && n_out && !out) s = keel_error(KEEL_INVALID_ARGUMENT, "keel_call_wait: out is NULL");
