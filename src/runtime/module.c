@@ -427,6 +427,9 @@ keel_status *keel_module_bind_output(keel_module *m, size_t index, keel_tensor *
   if (index >= (size_t)m->n_out)
     return keel_error(KEEL_INVALID_ARGUMENT, "keel_module_bind_output: output index %zu out of range (the model has %d outputs)",
                       index, m->n_out);
+  if (t && keel_tensor_dtype(t) == KEEL_STRING)
+    return keel_error(KEEL_UNSUPPORTED, "keel_module_bind_output: output %zu: string tensors cannot be bound (their "
+                      "elements own heap memory)", index);
   if (t && keel_tensor_device(t) != m->opt.device)
     return keel_error(KEEL_INVALID_ARGUMENT, "keel_module_bind_output: output %zu is bound to memory of another device",
                       index);
@@ -975,6 +978,10 @@ static keel_status *deliver_interp_outputs(keel_module *m, keel_call *c) {
   char a[128], b[128];
   for (int k = 0; k < m->n_out; k++) {
     keel_tensor *t = c->outputs[k], *dst = NULL;
+    /* String elements own heap bytes: a byte copy into caller memory would share (then double-free) them. */
+    if (t->dtype == KEEL_STRING && (m->bound[k] || m->has_out_alloc[k]))
+      return keel_error(KEEL_UNSUPPORTED, "output %d ('%s') is a string tensor: bound outputs and output allocators take "
+                        "numeric tensors only", k, output_name(m, k));
     if (m->bound[k]) {
       dst = m->bound[k];
       if (dst->dtype != t->dtype || !keel_shape_equal(dst->dims, dst->ndim, t->dims, t->ndim))

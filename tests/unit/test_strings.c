@@ -245,4 +245,63 @@ TEST(test_errors) {
   keel_tensor_release(x);
 }
 
-RUN_TESTS(test_ownership, test_api_errors, test_normalizer_chain, test_split_concat_cast_constant, test_errors)
+static void *refuse_alloc(void *user, const char *name, void *cur, size_t size, size_t align) {
+  (void)name; (void)cur; (void)size; (void)align;
+  ++*(int *)user;
+  return NULL;
+}
+
+TEST(test_module_string_outputs) {
+  TEST_BEGIN("module_string_outputs");
+  /* A string output through the runtime module: the default path hands out owned tensors in every mode;
+   * binding a string tensor or routing a string output to an output allocator is refused by name (a byte
+   * copy would share, then double-free, the element strings). */
+  mb b = {0};
+  mb_opset(&b, "", 20);
+  mb_input(&b, "X", 8);
+  Onnx__NodeProto *sn = mb_node(&b, "StringNormalizer", "", "X", "Y");
+  mb_attr_str(&b, sn, "case_change_action", "LOWER");
+  mb_output(&b, "Y", 8);
+  keel_status *s;
+  keel_engine *e = mb_load(&b, &s);
+  CHECK_OK(s);
+  const char *in[] = {"AbC", "DEF"};
+  keel_tensor *x = strings(in, 2);
+  for (int mode = 0; e && mode < 3; mode++) {
+    keel_module_options o;
+    keel_module_options_init(&o);
+    o.output_mode = (keel_output_mode)mode;
+    keel_module *m = NULL;
+    CHECK_OK(keel_module_create(e, &o, &m));
+    if (!m) continue;
+    for (int rep = 0; rep < 2; rep++) {
+      keel_tensor *y = NULL;
+      CHECK_OK(keel_module_forward(m, &x, 1, &y, 1));
+      CHECK_STRINGS(y, "abc", "def");
+      keel_tensor_release(y);
+    }
+    keel_tensor *bound = strings(in, 2);
+    s = keel_module_bind_output(m, 0, bound);
+    CHECK(s && keel_status_code(s) == KEEL_UNSUPPORTED && strstr(keel_status_message(s), "string"));
+    keel_status_free(s);
+    keel_tensor_release(bound);
+    int asked = 0;
+    keel_output_allocator a = {refuse_alloc, NULL, &asked};
+    CHECK_OK(keel_module_set_output_allocator(m, 0, &a));
+    keel_tensor *y = NULL;
+    s = keel_module_forward(m, &x, 1, &y, 1);
+    CHECK(s && y == NULL && asked == 0 && strstr(keel_status_message(s), "string tensor"));
+    keel_status_free(s);
+    CHECK_OK(keel_module_set_output_allocator(m, 0, NULL));
+    CHECK_OK(keel_module_forward(m, &x, 1, &y, 1)); /* the module stays usable */
+    CHECK_STRINGS(y, "abc", "def");
+    keel_tensor_release(y);
+    keel_module_destroy(m);
+  }
+  keel_tensor_release(x);
+  keel_engine_release(e);
+  mb_free(&b);
+}
+
+RUN_TESTS(test_ownership, test_api_errors, test_normalizer_chain, test_split_concat_cast_constant, test_errors,
+          test_module_string_outputs)
