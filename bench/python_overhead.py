@@ -6,13 +6,15 @@ tests/data/engine/matmul_bias_relu.onnx, batch 1), and a medium one (default: mo
 scripts/models/gen_models.py, 1x3x64x64). Variants, each timed call by call:
   keel fresh | preallocated | persistent   y = m(x); np.asarray(y)   (a NumPy view, no copy)
   keel bound                                 m(x) writing into a bound NumPy array
+  keel submit+wait                           np.asarray(m.submit(x).wait())   (fresh outputs)
   ort run                                    sess.run(None, {name: x})
   ort iobinding                              sess.run_with_iobinding(io), input and output bound once
 Rounds rotate through the variants so drift (frequency, neighbours) hits all alike. Both runtimes use one
 thread. Prints medians, p99 and ratios (markdown with --md FILE).
 
   python3 bench/python_overhead.py [--tiny M.onnx] [--medium M.onnx] [--rounds 15] [--calls 2000] [--md F]
-Runs from the repository (python/ on sys.path, library from KEEL_LIBRARY or build*/) or an installed keel.
+Runs from the repository (python/ on sys.path, library from KEEL_LIBRARY or build*/; build the extension
+first with `python3 setup.py build_ext --inplace`) or an installed keel.
 """
 import argparse
 import os
@@ -55,6 +57,8 @@ def variants(path, x):
     ybuf = np.empty(yshape, np.float32)
     mb.bind_output(0, ybuf)
     vs["keel bound"] = lambda: mb(x)
+    ms = keel.Module(eng, num_threads=1)
+    vs["keel submit+wait"] = lambda: np.asarray(ms.submit(x).wait())
 
     so = ort.SessionOptions()
     so.intra_op_num_threads = 1
@@ -75,7 +79,7 @@ def variants(path, x):
         got = {"keel bound": ybuf, "ort run": got[0] if k == "ort run" else None,
                "ort iobinding": y_ort.numpy()}.get(k, got)
         np.testing.assert_allclose(np.asarray(got), want, rtol=1e-3, atol=1e-4, err_msg=k)
-    return vs, (eng, mb, ybuf, sess, io, y_ort)
+    return vs, (eng, mb, ms, ybuf, sess, io, y_ort)
 
 
 def measure(vs, rounds, calls):

@@ -35,6 +35,8 @@ keel_allocator *keel_allocator_default(void);
 
 /* A new counting allocator over `vt` (NULL for the system allocator). */
 keel_allocator *keel_allocator_create(const keel_allocator_vtable *vt, void *user);
+/* Gives up the creator's reference: the allocator itself is freed once every buffer it handed out has been
+ * freed too, so tensors made from it stay releasable (its vtable and `user` must stay valid until then). */
 void keel_allocator_destroy(keel_allocator *a);
 
 void *keel_allocator_alloc(keel_allocator *a, size_t size); /* 64-byte aligned; NULL on failure */

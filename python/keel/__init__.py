@@ -3,13 +3,14 @@
     import keel
     m = keel.Module(keel.Engine("model.onnx"))
     y = m(x)            # x: NumPy array, torch tensor, anything with __dlpack__; np.asarray(y) is zero-copy
+    c = m.submit(x); y = c.wait()   # asynchronous: the GIL is released in both
 """
 from . import _lib
 from ._engine import Engine, IOInfo
 from ._errors import (DeviceError, InternalError, InvalidArgumentError, InvalidModelError, KeelError, KeelIOError,
                       OutOfMemoryError, ShapeMismatchError, UnsupportedError)
 from ._module import Module, ModulePool
-from ._tensor import Tensor
+from ._tensor import Call, Tensor
 from . import runtime
 
 __version__ = _lib.lib.keel_version().decode()
@@ -21,6 +22,6 @@ def backends():
     return _lib.lib.keel_backends().decode().split()
 
 
-__all__ = ["Engine", "IOInfo", "Module", "ModulePool", "Tensor", "runtime", "KeelError", "InvalidArgumentError",
+__all__ = ["Engine", "IOInfo", "Module", "ModulePool", "Tensor", "Call", "runtime", "KeelError", "InvalidArgumentError",
            "InvalidModelError", "UnsupportedError", "OutOfMemoryError", "ShapeMismatchError", "DeviceError",
            "KeelIOError", "InternalError", "backends", "library_path"]

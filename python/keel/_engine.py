@@ -4,11 +4,9 @@ import sys
 import threading
 from ctypes import byref, c_void_p
 
-import numpy as np
-
 from . import _lib
 from ._errors import InvalidArgumentError, check
-from ._tensor import Tensor, dtype_name, numpy_dtype, to_keel
+from ._tensor import dtype_name, numpy_dtype, order_inputs
 
 lib = _lib.lib
 
@@ -16,9 +14,10 @@ lib = _lib.lib
 class IOInfo:
     """A graph input or output: name, dtype (keel's name, e.g. "float32"), numpy_dtype, and shape: a tuple
     whose entries are ints, symbolic names (str) or None for unknown dims; None if the rank is unknown."""
-    __slots__ = ("name", "dtype", "numpy_dtype", "shape")
+    __slots__ = ("name", "dtype", "numpy_dtype", "shape", "_code")
 
     def __init__(self, info):
+        self._code = int(info.dtype)
         self.name = info.name.decode("utf-8", "replace") if info.name else ""
         self.dtype = dtype_name(info.dtype)
         self.numpy_dtype = numpy_dtype(info.dtype)
@@ -87,6 +86,7 @@ class Engine:
         self.input_names = [i.name for i in self.inputs]
         self.output_names = [o.name for o in self.outputs]
         self.input_numpy_dtypes = [i.numpy_dtype for i in self.inputs]
+        self._input_codes = tuple(i._code for i in self.inputs)
 
     def _infos(self, count, get):
         res = []
@@ -125,59 +125,14 @@ class Engine:
             h = self.handle()
             lib.keel_engine_retain(h)
         try:
-            args = order_inputs(self.input_names, inputs, named)
-            outs = call_with_inputs(args, self.input_names, len(self.outputs), self.input_numpy_dtypes,
-                                    lambda ins, n_in, outs, n_out: lib.keel_engine_run(h, ins, n_in, outs, n_out))
+            args = tuple(order_inputs(self.input_names, inputs, named))
+            res = _lib._keelc.run_engine(h, args, self.input_names, tuple(self.input_numpy_dtypes),
+                                         self._input_codes, len(self.outputs))
         finally:
             lib.keel_engine_release(h)
-        res = tuple(Tensor._take(o) for o in outs)
         return res[0] if len(res) == 1 else res
 
     def __repr__(self):
         return "keel.Engine(inputs=%r, outputs=%r)" % (self.inputs, self.outputs)
 
 
-
-def order_inputs(names, args, named):
-    """Positional inputs in graph order, or by name (keywords, or one dict)."""
-    if len(args) == 1 and isinstance(args[0], dict) and not named:
-        named, args = args[0], ()
-    if not named:
-        return list(args)
-    if args:
-        raise InvalidArgumentError("pass inputs either positionally or by name, not both")
-    unknown = [k for k in named if k not in names]
-    if unknown:
-        raise InvalidArgumentError("unknown input name(s) %s; the model's inputs are %s" % (unknown, names))
-    missing = [n for n in names if n not in named]
-    if missing:
-        raise InvalidArgumentError("missing input(s) %s" % missing)
-    return [named[n] for n in names]
-
-
-def as_array(a, dtype, name):
-    """Lists and Python scalars: an array of the input's declared dtype."""
-    try:
-        return np.asarray(a, dtype=dtype)
-    except (TypeError, ValueError, OverflowError) as e:
-        raise InvalidArgumentError("input '%s': %s" % (name, e)) from None
-
-
-def call_with_inputs(args, names, n_out, dtypes, fn):
-    """Wrap args as keel tensors, call fn(inputs, n_in, outputs, n_out), release the inputs. Returns the
-    output handles (owned by the caller). Lists and Python scalars become arrays of the input's dtype."""
-    n_in = len(args)
-    ins = (c_void_p * max(n_in, 1))()
-    try:
-        for i, a in enumerate(args):
-            what = "input '%s'" % names[i] if i < len(names) else "input %d" % i
-            if isinstance(a, (list, tuple, int, float, bool)) and i < len(dtypes):
-                a = as_array(a, dtypes[i], names[i])
-            ins[i] = to_keel(a, what)
-        outs = (c_void_p * max(n_out, 1))()
-        check(fn(ins, n_in, outs, n_out))
-        return [outs[k] for k in range(n_out)]
-    finally:
-        for i in range(n_in):
-            if ins[i]:
-                lib.keel_tensor_release(ins[i])

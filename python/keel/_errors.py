@@ -58,14 +58,19 @@ def error_from_status(status):
         msg = (lib.keel_status_message(status) or b"").decode("utf-8", "replace")
     finally:
         lib.keel_status_free(status)
-    cls = BY_CODE.get(code)
-    if cls is None:
-        err = KeelError(msg)
-        err.code, err.code_name = code, "UNKNOWN(%d)" % code
-        return err
-    return cls(msg)
+    return make_error(code, msg)
 
 
 def check(status):
     if status:
         raise error_from_status(status)
+
+
+def make_error(code, message):
+    """The exception for a keel_code and message (keel._keelc raises what this returns)."""
+    cls = BY_CODE.get(code)
+    if cls is None:
+        err = KeelError(message)
+        err.code, err.code_name = code, "UNKNOWN(%d)" % code
+        return err
+    return cls(message)

@@ -1,9 +1,10 @@
-"""ctypes bindings over keel's public C API (include/keel/*.h).
+"""Loading keel: the shared library (through ctypes) and the extension module keel._keelc.
 
 The shared library is found, in order: the KEEL_LIBRARY environment variable (a path to libkeel.so),
 the copy installed inside this package by `pip install .`, then a development build of the repository
-(build*/libkeel.so next to python/). Every foreign call goes through ctypes.CDLL, which releases the GIL
-for its duration, so keel computes while other Python threads run.
+(build*/libkeel.so next to python/). ctypes serves what runs once (loading engines, creating modules and
+pools); every call path goes through keel._keelc, which gets the addresses of the keel functions it needs
+from this library (so both layers share one library instance) and releases the GIL while keel computes.
 """
 import ctypes
 import glob
@@ -126,3 +127,11 @@ def _load():
 
 
 lib, path = _load()
+
+try:
+    from . import _keelc
+except ImportError as e:  # a development checkout where the extension was not built yet
+    raise ImportError("keel: the extension module keel._keelc is missing (%s); run `pip install .`, or "
+                      "`python3 setup.py build_ext --inplace` in the repository" % e) from None
+
+_keelc._bind({name: ctypes.cast(getattr(lib, name), c_void_p).value for name in _keelc._names()})

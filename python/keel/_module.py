@@ -1,33 +1,26 @@
-"""keel.Module and keel.ModulePool: the runtime module (include/keel/module.h, docs/RUNTIME.md)."""
+"""keel.Module and keel.ModulePool: the runtime module (include/keel/module.h, docs/RUNTIME.md).
+
+The call path (module(...), module.submit(...), call.wait()) is compiled: keel._keelc.ModuleCore, the base
+class of Module. What runs once (creating modules, options) uses the ctypes layer."""
 import os
 import sys
 import threading
-import weakref
-import ctypes
 from ctypes import byref, c_void_p
 
 import numpy as np
 
 from . import _lib
-from ._engine import Engine, as_array, order_inputs
-from ._errors import InvalidArgumentError, check, error_from_status
-from ._tensor import _KEEL_OF_NP, _NO_DELETER, Tensor, _dims, from_dlpack, to_keel, wrap_numpy
-
-# keel_tensor_wrap again, writing its result straight into the inputs array (the last argument an address).
-_wrap = _lib.lib["keel_tensor_wrap"]
-_wrap.restype = c_void_p
-_wrap.argtypes = _lib.lib.keel_tensor_wrap.argtypes[:-1] + [c_void_p]
-_c_char = ctypes.c_char
-_addressof = ctypes.addressof
-_PTR = ctypes.sizeof(c_void_p)
+from ._engine import Engine
+from ._errors import InvalidArgumentError, check
+from ._tensor import Tensor
 
 lib = _lib.lib
+_keelc = _lib._keelc
 
 MODES = {"fresh": 0, "preallocated": 1, "persistent": 2}
 MODE_NAMES = {v: k for k, v in MODES.items()}
 DEVICES = {"cpu": 0, "sim": 1}
 POLICIES = ("detach", "raise", "overwrite")
-_FRESH, _PREALLOCATED, _PERSISTENT = 0, 1, 2
 
 _OPTION_FIELDS = {"async_": "async_", "prefault": "prefault", "plan_cache_size": "plan_cache_size",
                   "pool_limit_bytes": "pool_limit_bytes", "max_inflight": "max_inflight",
@@ -39,6 +32,12 @@ def _mode_code(mode):
     if isinstance(mode, str) and mode.lower() in MODES:
         return MODES[mode.lower()]
     raise InvalidArgumentError("output_mode must be one of %s, got %r" % (sorted(MODES), mode))
+
+
+def _policy_code(policy):
+    if policy not in POLICIES:
+        raise InvalidArgumentError("persistent_policy must be one of %s, got %r" % (POLICIES, policy))
+    return POLICIES.index(policy)
 
 
 def _options(device, output_mode, options):
@@ -63,20 +62,14 @@ def _options(device, output_mode, options):
     return opt
 
 
-def _stats_dict(fn, h):
-    st = _lib.ModuleStats()
-    fn(h, byref(st))
-    return {f: int(getattr(st, f)) for f in _lib.STATS_FIELDS}
-
-
-class Module:
+class Module(_keelc.ModuleCore):
     """keel.Module(engine, device="cpu", output_mode="fresh", persistent_policy="detach", **options)
 
     Per-caller execution state over an engine (an Engine, or a path or bytes to load one). Call it with
     inputs in graph order, by keyword, or as one dict; it returns a keel.Tensor, or a tuple for several
-    outputs (a bound output returns the bound array itself). Options (module.h): async_, prefault,
-    plan_cache_size, pool_limit_bytes, max_inflight, num_threads, sim_alloc_delay_us, sim_free_delay_us,
-    sim_copy_gbps.
+    outputs (a bound output returns the bound array itself). `module.submit(...)` starts a call and returns
+    a keel.Call whose wait() returns the outputs. Options (module.h): async_, prefault, plan_cache_size,
+    pool_limit_bytes, max_inflight, num_threads, sim_alloc_delay_us, sim_free_delay_us, sim_copy_gbps.
 
     persistent_policy decides what a PERSISTENT call does when an output of the previous call is still
     referenced from Python (a Tensor, a NumPy view of it, or a DLPack export):
@@ -92,59 +85,38 @@ class Module:
         raise TypeError("%s cannot be copied or pickled" % type(self).__name__)
 
     def __init__(self, engine, device="cpu", output_mode="fresh", persistent_policy="detach", **options):
-        self._h = None
-        self._owned = True
-        self._lock = threading.Lock()
         if not isinstance(engine, Engine):
             engine = Engine(engine)
+        policy = _policy_code(persistent_policy)
         opt = _options(device, output_mode, options)
         out = c_void_p()
         check(lib.keel_module_create(engine.handle(), byref(opt), byref(out)))
-        self._setup(engine, out.value, device, persistent_policy)
+        try:
+            self._setup(engine, out.value, True, device, opt.output_mode, policy)
+        except BaseException:
+            lib.keel_module_destroy(out.value)  # (e.g. __init__ called twice): the new handle is not ours
+            raise
 
-    def _setup(self, engine, handle, device, policy):
-        if policy not in POLICIES:
-            raise InvalidArgumentError("persistent_policy must be one of %s, got %r" % (POLICIES, policy))
+    def _setup(self, engine, handle, owned, device, mode, policy):
         self.engine = engine
-        self._h = handle
         self.device = device.lower()
-        self._mode = lib.keel_module_output_mode(handle)
-        self.persistent_policy = policy
-        self._last = []  # weakrefs to the Tensors of the last PERSISTENT call
-        self._bound = {}  # output index -> the bound object
-        self._names = engine.input_names
-        self._dtypes = engine.input_numpy_dtypes
-        self._n_out = len(engine.outputs)
-        self._ins = (c_void_p * max(len(self._names), 1))()  # reused under the lock
-        self._outs = (c_void_p * max(self._n_out, 1))()
+        self._owned = owned
+        self._init_core(handle, owned, list(engine.input_names), tuple(engine.input_numpy_dtypes),
+                        engine._input_codes, len(engine.outputs), mode, policy)
 
     @classmethod
-    def _borrowed(cls, engine, handle, device, policy):
+    def _borrowed(cls, engine, handle, device, mode, policy):
         m = cls.__new__(cls)
-        m._owned = False
-        m._lock = threading.Lock()
-        m._setup(engine, handle, device, policy)
+        m._setup(engine, handle, False, device, mode, policy)
         return m
 
     # -------------------------------------------------------------------------------------------- lifetime
     def close(self):
-        """Destroy the module (waits for its calls). Tensors already returned stay valid."""
-        if not self._owned:
+        """Destroy the module (waits for its calls). Tensors already returned stay valid; calls submitted
+        and not yet waited for raise on wait()."""
+        if not getattr(self, "_owned", True):
             raise InvalidArgumentError("this module belongs to a ModulePool: release it to the pool instead")
-        with self._lock:
-            h, self._h = self._h, None
-            self._bound.clear()
-            self._last = []
-            if h and self._owned:
-                lib.keel_module_destroy(h)
-
-    @property
-    def closed(self):
-        return self._h is None
-
-    def __del__(self, _finalizing=sys.is_finalizing):
-        if getattr(self, "_owned", False) and getattr(self, "_h", None) and not _finalizing():
-            self.close()
+        self._close()
 
     def __enter__(self):
         return self
@@ -158,79 +130,15 @@ class Module:
             raise InvalidArgumentError("module is closed")
         return h
 
-    # -------------------------------------------------------------------------------------------- calls
-    def __call__(self, *inputs, **named):
-        if named or (len(inputs) == 1 and type(inputs[0]) is dict):
-            inputs = order_inputs(self._names, inputs, named)
-        n_in = len(inputs)
-        names = self._names
-        with self._lock:
-            h = self._h
-            if not h:
-                raise InvalidArgumentError("module is closed")
-            if self._mode == _PERSISTENT and self._last:
-                self._persistent_conflict(h)
-            ins = self._ins if n_in <= len(self._ins) else (c_void_p * n_in)()
-            outs = self._outs
-            ins_addr = _addressof(ins)
-            hold = []  # inputs (and any copies of them) stay alive until forward returns
-            try:
-                for i, a in enumerate(inputs):
-                    if type(a) is np.ndarray:
-                        # fast path: a C-contiguous writable array of a keel type, wrapped in place
-                        kd = _KEEL_OF_NP.get(a.dtype)
-                        fl = a.flags
-                        if kd is not None and fl.c_contiguous and fl.writeable and a.nbytes and a.ndim <= 8:
-                            shape = a.shape
-                            check(_wrap(kd, _dims(shape), len(shape), _addressof(_c_char.from_buffer(a)), a.nbytes,
-                                        _NO_DELETER, None, ins_addr + i * _PTR))
-                            continue
-                    elif isinstance(a, (list, tuple, int, float, bool)) and i < len(names):
-                        a = as_array(a, self._dtypes[i], names[i])
-                    ins[i] = to_keel(a, "input '%s'" % names[i] if i < len(names) else "input %d" % i, hold)
-                st = lib.keel_module_forward(h, ins, n_in, outs, self._n_out)
-            finally:
-                for i in range(n_in):
-                    if ins[i]:
-                        lib.keel_tensor_release(ins[i])
-                        ins[i] = None
-            if st:
-                raise error_from_status(st)
-            bound = self._bound
-            if not bound and self._n_out == 1:
-                res = [Tensor._take(outs[0])]
-            else:
-                res = []
-                for k in range(self._n_out):
-                    if k in bound:
-                        lib.keel_tensor_release(outs[k])
-                        res.append(bound[k])
-                    else:
-                        res.append(Tensor._take(outs[k]))
-            if self._mode == _PERSISTENT:
-                self._last = [weakref.ref(t) for t in res if type(t) is Tensor]
-        return res[0] if len(res) == 1 else tuple(res)
+    forward = _keelc.ModuleCore.__call__
 
-    forward = __call__
+    @property
+    def persistent_policy(self):
+        return POLICIES[self._policy]
 
-    def _persistent_conflict(self, h):
-        alive = [t for t in (r() for r in self._last) if t is not None]
-        if not alive:
-            self._last = []
-            return
-        if self.persistent_policy == "raise":
-            del alive  # the traceback would keep them alive
-            raise InvalidArgumentError(
-                "PERSISTENT output(s) of the previous call are still referenced from Python and this call "
-                "would overwrite them: drop them (del) or copy them first, or use persistent_policy='detach'")
-        self._last = []
-        if self.persistent_policy == "detach":
-            # keel drops its persistent buffers (ours stay alive, reference-counted) and takes new ones.
-            check(lib.keel_module_set_output_mode(h, _FRESH))
-            check(lib.keel_module_set_output_mode(h, _PERSISTENT))
-        else:
-            for t in alive:
-                t._stale = "a PERSISTENT output overwritten by a later call of its module"
+    @persistent_policy.setter
+    def persistent_policy(self, policy):
+        self._policy = _policy_code(policy)
 
     # -------------------------------------------------------------------------------------------- modes
     @property
@@ -239,39 +147,27 @@ class Module:
 
     @output_mode.setter
     def output_mode(self, mode):
-        code = _mode_code(mode)
-        with self._lock:
-            check(lib.keel_module_set_output_mode(self._handle(), code))
-            self._mode = code
-            self._last = []
+        self._set_mode(_mode_code(mode))
 
     def bind_output(self, output, array):
         """Write output `output` (index or name) into `array` (C-contiguous, writable, of the output's dtype
         and shape) on every call, which then returns `array` itself. None unbinds."""
         idx = self._output_index(output)
-        with self._lock:
-            h = self._handle()
-            if array is None:
-                check(lib.keel_module_bind_output(h, idx, None))
-                self._bound.pop(idx, None)
-                return
-            what = "bound output '%s'" % self.engine.output_names[idx]
-            if type(array) is Tensor:
-                t = lib.keel_tensor_retain(array._handle(what))
-            elif isinstance(array, np.ndarray):
-                t = wrap_numpy(array, what, writable=True)
-            elif hasattr(array, "__dlpack__"):
-                t = from_dlpack(array, what)
-                if t is None:
-                    raise InvalidArgumentError("%s: must be C-contiguous and of a keel dtype" % what)
-            else:
+        name = self.engine.output_names[idx]
+        if array is not None:
+            what = "bound output '%s'" % name
+            if isinstance(array, np.ndarray):
+                if not array.dtype.isnative:
+                    raise InvalidArgumentError("%s: byte-swapped array (%s) cannot be written in place"
+                                               % (what, array.dtype))
+                if not array.flags.c_contiguous:
+                    raise InvalidArgumentError("%s: array is not C-contiguous and cannot be written in place" % what)
+                if not array.flags.writeable:
+                    raise InvalidArgumentError("%s: array is read-only" % what)
+            elif type(array) is not Tensor and not hasattr(array, "__dlpack__"):
                 raise InvalidArgumentError("%s: expected a NumPy array, a keel.Tensor or a DLPack tensor, got %s"
                                            % (what, type(array).__name__))
-            try:
-                check(lib.keel_module_bind_output(h, idx, t))
-            finally:
-                lib.keel_tensor_release(t)
-            self._bound[idx] = array
+        self._bind_output(idx, array, name)
 
     def _output_index(self, output):
         names = self.engine.output_names
@@ -288,28 +184,24 @@ class Module:
     @property
     def stats(self):
         """Cumulative statistics (keel_module_get_stats) as a dict."""
-        with self._lock:
-            return _stats_dict(lib.keel_module_get_stats, self._handle())
+        return dict(zip(_lib.STATS_FIELDS, self._stats(False)))
 
     @property
     def last_call_stats(self):
         """The last call's statistics (keel_module_get_last_call_stats) as a dict."""
-        with self._lock:
-            return _stats_dict(lib.keel_module_get_last_call_stats, self._handle())
+        return dict(zip(_lib.STATS_FIELDS, self._stats(True)))
 
     def reset_stats(self):
-        with self._lock:
-            lib.keel_module_reset_stats(self._handle())
+        self._reset_stats()
 
     def trim(self):
         """Free idle pooled buffers and cached plans other than the current one."""
-        with self._lock:
-            lib.keel_module_trim(self._handle())
+        self._trim()
 
     def __repr__(self):
-        return "keel.Module(device=%r, output_mode=%r%s)" % (self.device, MODE_NAMES.get(self._mode),
+        return "keel.Module(device=%r, output_mode=%r%s)" % (getattr(self, "device", "?"),
+                                                             MODE_NAMES.get(self._mode),
                                                              ", closed" if self.closed else "")
-
 
 
 class ModulePool:
@@ -332,8 +224,7 @@ class ModulePool:
             size = os.cpu_count() or 1
         if not isinstance(size, (int, np.integer)) or size < 1:
             raise InvalidArgumentError("pool size must be a positive integer, got %r" % (size,))
-        if persistent_policy not in POLICIES:
-            raise InvalidArgumentError("persistent_policy must be one of %s, got %r" % (POLICIES, persistent_policy))
+        policy = _policy_code(persistent_policy)
         opt = _options(device, output_mode, options)
         out = c_void_p()
         check(lib.keel_module_pool_create(engine.handle(), int(size), byref(opt), byref(out)))
@@ -341,7 +232,8 @@ class ModulePool:
         self.engine = engine
         self.size = int(size)
         self._device = device
-        self._policy = persistent_policy
+        self._mode = opt.output_mode
+        self._policy = policy
         self._lock = threading.Lock()
         self._wrappers = {}
         self._out = 0  # modules acquired (or being acquired) and not yet released
@@ -359,13 +251,15 @@ class ModulePool:
             self._acquired.add(mh)
             m = self._wrappers.get(mh)
             if m is None:
-                m = self._wrappers[mh] = Module._borrowed(self.engine, mh, self._device, self._policy)
+                m = self._wrappers[mh] = Module._borrowed(self.engine, mh, self._device, self._mode, self._policy)
         return m
 
     def release(self, module):
         with self._lock:
             if not self._h or self._wrappers.get(module._h) is not module or module._h not in self._acquired:
                 raise InvalidArgumentError("module is not acquired from this (open) pool")
+            if module._pending:
+                raise InvalidArgumentError("module has %d submitted call(s) not yet waited for" % module._pending)
             self._acquired.remove(module._h)
             self._out -= 1
             lib.keel_module_pool_release(self._h, module._h)
@@ -400,9 +294,7 @@ class ModulePool:
                 raise InvalidArgumentError("module pool is in use (%d module(s) acquired)" % self._out)
             h, self._h = self._h, None
             for m in self._wrappers.values():
-                with m._lock:
-                    m._h = None
-                    m._bound.clear()
+                m._detach()
             self._wrappers.clear()
             lib.keel_module_pool_destroy(h)
 

@@ -15,6 +15,9 @@ struct keel_allocator {
   atomic_uint_fast64_t fail_countdown; /* 0: off; else fail when it reaches 1 */
   atomic_bool fail_sticky, failing;
   atomic_uint_fast64_t limit;
+  /* 1 for the owner (dropped by keel_allocator_destroy) + 1 per buffer handed out and not yet freed: a
+   * module's private allocator must outlive the module while the caller still holds outputs it made. */
+  atomic_uint_fast64_t refs;
 };
 
 static keel_allocator default_allocator;
@@ -29,11 +32,16 @@ keel_allocator *keel_allocator_create(const keel_allocator_vtable *vt, void *use
     a->has_vt = true;
   }
   a->user = user;
+  atomic_init(&a->refs, 1);
   return a;
 }
 
+static void unref(keel_allocator *a) {
+  if (a != &default_allocator && atomic_fetch_sub(&a->refs, 1) == 1) free(a);
+}
+
 void keel_allocator_destroy(keel_allocator *a) {
-  if (a && a != &default_allocator) free(a);
+  if (a) unref(a);
 }
 
 /* Decide whether fault injection fails this allocation. */
@@ -76,6 +84,7 @@ void *keel_allocator_alloc(keel_allocator *a, size_t size) {
     atomic_fetch_add(&a->failed, 1);
     return NULL;
   }
+  atomic_fetch_add(&a->refs, 1);
   atomic_fetch_add(&a->allocations, 1);
   atomic_fetch_add(&a->bytes_allocated, size);
   uint_fast64_t now = atomic_fetch_add(&a->bytes_in_use, size) + size;
@@ -93,6 +102,7 @@ void keel_allocator_free(keel_allocator *a, void *ptr, size_t size) {
   else free(ptr);
   atomic_fetch_add(&a->frees, 1);
   atomic_fetch_sub(&a->bytes_in_use, size);
+  unref(a);
 }
 
 void keel_allocator_get_stats(const keel_allocator *ca, keel_alloc_stats *out) {

@@ -1,13 +1,31 @@
 """Test setup: import keel from the repository's python/ folder (KEEL_TEST_INSTALLED=1 tests the installed
-package instead); the library comes from KEEL_LIBRARY or the package's own lookup (python/keel/_lib.py)."""
+package instead); the library comes from KEEL_LIBRARY or the package's own lookup (python/keel/_lib.py).
+
+For the repository's python/, the extension module keel._keelc is built in place first when it is missing
+or older than its source (`python3 setup.py build_ext --inplace`: one C file, a few seconds)."""
+import glob
 import os
+import subprocess
 import sys
 
 import numpy as np
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _build_extension_in_place():
+    src = os.path.join(ROOT, "python", "keel", "_keelc.c")
+    built = glob.glob(os.path.join(ROOT, "python", "keel", "_keelc*.so"))
+    deps = [src] + glob.glob(os.path.join(ROOT, "include", "keel", "*.h"))
+    if built and os.path.getmtime(built[0]) >= max(os.path.getmtime(p) for p in deps):
+        return
+    subprocess.check_call([sys.executable, "setup.py", "-q", "build_ext", "--inplace"], cwd=ROOT,
+                          stdout=subprocess.DEVNULL)
+
+
 if not os.environ.get("KEEL_TEST_INSTALLED"):
+    _build_extension_in_place()
     sys.path.insert(0, os.path.join(ROOT, "python"))
 
 ENGINE_DIR = os.path.join(ROOT, "tests", "data", "engine")
@@ -45,6 +63,17 @@ def no_leaks():
     yield
     import gc
     gc.collect()
-    from keel import _tensor
-    assert not _tensor._keepalive, "wrapped inputs still referenced: %r" % list(_tensor._keepalive.values())[:3]
-    assert not _tensor._exports, "DLPack exports still pending"
+    from keel import _keelc
+    kept, exports = _keelc._live()
+    assert not kept, "%d wrapped input(s) still referenced by keel tensors" % kept
+    assert not exports, "%d DLPack export(s) still pending" % exports
+
+
+@pytest.fixture
+def wraps():
+    """The (address, how) of every input wrapped while the test runs; how: buffer, dlpack, tensor, copy."""
+    from keel import _keelc
+    seen = []
+    _keelc._trace(seen)
+    yield seen
+    _keelc._trace(None)

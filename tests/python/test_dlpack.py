@@ -6,7 +6,7 @@ import pytest
 from conftest import model
 
 import keel
-from keel import _tensor
+from keel import _keelc
 
 
 class Duck:
@@ -39,19 +39,14 @@ class OldProducer:
 
 
 @pytest.mark.parametrize("versioned", [True, False])
-def test_dlpack_input_zero_copy(rng, versioned):
+def test_dlpack_input_zero_copy(rng, versioned, wraps):
     m = keel.Module(model("matmul_bias_relu.onnx"))
     x = rng.standard_normal((3, 16), dtype=np.float32)
     want = np.asarray(m(x)).copy()
-    seen = []
-    orig = _tensor.wrap_buffer
-    _tensor.wrap_buffer = lambda kd, sh, ptr, nb, owner, hold=None: seen.append(ptr) or orig(kd, sh, ptr, nb, owner, hold)
-    try:
-        d = Duck(x, versioned=versioned)
-        np.testing.assert_array_equal(np.asarray(m(d)), want)
-    finally:
-        _tensor.wrap_buffer = orig
-    assert seen == [x.ctypes.data] and d.calls == 1
+    del wraps[:]
+    d = Duck(x, versioned=versioned)
+    np.testing.assert_array_equal(np.asarray(m(d)), want)
+    assert wraps == [(x.ctypes.data, "dlpack")] and d.calls == 1
     # the producer's deleter ran: the capsule's reference to x is gone
     gc.collect()
     import sys
@@ -61,11 +56,13 @@ def test_dlpack_input_zero_copy(rng, versioned):
     assert sys.getrefcount(x) == base
 
 
-def test_dlpack_input_strided_is_copied(rng):
+def test_dlpack_input_strided_is_copied(rng, wraps):
     m = keel.Module(model("matmul_bias_relu.onnx"))
     x = rng.standard_normal((3, 32), dtype=np.float32)
     want = np.asarray(m(np.ascontiguousarray(x[:, 1::2]))).copy()
+    del wraps[:]
     np.testing.assert_array_equal(np.asarray(m(Duck(x[:, 1::2]))), want)
+    assert [how for _, how in wraps] == ["copy"]
 
 
 def test_dlpack_input_errors(rng):
@@ -99,12 +96,12 @@ def test_dlpack_export(rng, mode):
     want = np.asarray(y).copy()
     del y
     gc.collect()
-    assert len(_tensor._exports) == 2  # consumers still hold the buffer
+    assert _keelc._live()[1] == 2  # consumers still hold the buffer
     np.testing.assert_array_equal(a, want)
     np.testing.assert_array_equal(b, want)
     del a, b
     gc.collect()
-    assert not _tensor._exports
+    assert _keelc._live()[1] == 0
 
 
 def test_dlpack_export_unconsumed_and_copy(rng):
@@ -112,10 +109,10 @@ def test_dlpack_export_unconsumed_and_copy(rng):
     y = m(rng.standard_normal((3, 16), dtype=np.float32))
     cap = y.__dlpack__()
     cap2 = y.__dlpack__(max_version=(1, 1))
-    assert len(_tensor._exports) == 2
+    assert _keelc._live()[1] == 2
     del cap, cap2  # never consumed: the capsule destructor runs the deleter
     gc.collect()
-    assert not _tensor._exports
+    assert _keelc._live()[1] == 0
     c = np.from_dlpack(y, copy=True)
     assert c.__array_interface__["data"][0] != y.data_ptr
     np.testing.assert_array_equal(c, np.asarray(y))
@@ -123,24 +120,19 @@ def test_dlpack_export_unconsumed_and_copy(rng):
         y.__dlpack__(dl_device=(2, 0))
 
 
-def test_keel_tensor_roundtrip_through_dlpack(rng):
+def test_keel_tensor_roundtrip_through_dlpack(rng, wraps):
     """A keel output handed to another module through DLPack (what torch.from_dlpack(y) then m(t) does)."""
     m = keel.Module(model("matmul_bias_relu.onnx"))
     x = rng.standard_normal((3, 16), dtype=np.float32)
     y = m(x)
-    seen = []
-    orig = _tensor.wrap_buffer
-    _tensor.wrap_buffer = lambda kd, sh, ptr, nb, owner, hold=None: seen.append(ptr) or orig(kd, sh, ptr, nb, owner, hold)
-    try:
-        from onnx import TensorProto, helper
-        from conftest import make_model
-        neg = keel.Module(keel.Engine(make_model([helper.make_node("Neg", ["x"], ["y"])],
-                                                 [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 8])],
-                                                 [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, 8])])))
-        z = neg(Duck(np.from_dlpack(y)))
-    finally:
-        _tensor.wrap_buffer = orig
-    assert seen == [y.data_ptr]
+    from onnx import TensorProto, helper
+    from conftest import make_model
+    neg = keel.Module(keel.Engine(make_model([helper.make_node("Neg", ["x"], ["y"])],
+                                             [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 8])],
+                                             [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, 8])])))
+    del wraps[:]
+    z = neg(Duck(np.from_dlpack(y)))
+    assert wraps == [(y.data_ptr, "dlpack")]
     np.testing.assert_array_equal(np.asarray(z), -np.asarray(y))
 
 

@@ -1,4 +1,6 @@
 """keel.Engine: loading, I/O description, errors, Engine.run."""
+import pathlib
+
 import numpy as np
 import pytest
 from conftest import PPOCR, make_model, model
@@ -22,8 +24,7 @@ def test_io_info_unknown_dims_and_two_inputs():
 
 
 def test_load_from_bytes_and_pathlike(tmp_path):
-    import pathlib
-    data = open(model("conv_bn_relu.onnx"), "rb").read()
+    data = pathlib.Path(model("conv_bn_relu.onnx")).read_bytes()
     for src in (data, bytearray(data), memoryview(data), pathlib.Path(model("conv_bn_relu.onnx"))):
         e = keel.Engine(src)
         assert e.inputs[0].shape == ("N", 3, 8, 8)
@@ -42,7 +43,7 @@ def test_load_errors(tmp_path):
     with pytest.raises(keel.InvalidArgumentError):
         keel.Engine("a\0b")
     bad = tmp_path / "trunc.onnx"
-    bad.write_bytes(open(PPOCR, "rb").read()[:5000])
+    bad.write_bytes(pathlib.Path(PPOCR).read_bytes()[:5000])
     with pytest.raises(keel.InvalidModelError):
         keel.Engine(str(bad))
 

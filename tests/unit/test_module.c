@@ -482,6 +482,23 @@ TEST(outputs_outlive_module) {
     keel_tensor_release(ref);
   }
   keel_engine_release(e);
+  /* and outputs of data-dependent shape (the interpreter's) */
+  e = load("engine/nonzero.onnx");
+  float vals[6] = {1, -1, 2, 0, 3, -4};
+  int64_t d6[] = {6};
+  for (int mode = 0; e && mode < 3; mode++) {
+    keel_module *m = module(e, (keel_output_mode)mode, KEEL_DEVICE_CPU, NULL);
+    if (!m) return;
+    keel_tensor *x = NULL, *y = NULL;
+    CHECK_OK(keel_tensor_from_data(KEEL_FLOAT32, d6, 1, vals, &x));
+    CHECK_OK(keel_module_forward(m, &x, 1, &y, 1));
+    keel_module_destroy(m);
+    const float *p = y ? keel_tensor_data(y) : NULL;
+    CHECK(p && keel_tensor_dims(y)[1] == 3 && p[0] == 0 && p[1] == 4 && p[2] == 8);
+    keel_tensor_release(y);
+    keel_tensor_release(x);
+  }
+  keel_engine_release(e);
 }
 
 TEST(mode_switch_and_trim) {

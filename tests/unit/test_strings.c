@@ -296,12 +296,42 @@ TEST(test_module_string_outputs) {
     CHECK_OK(keel_module_forward(m, &x, 1, &y, 1)); /* the module stays usable */
     CHECK_STRINGS(y, "abc", "def");
     keel_tensor_release(y);
-    keel_module_destroy(m);
+    CHECK_OK(keel_module_forward(m, &x, 1, &y, 1));
+    keel_module_destroy(m); /* y outlives the module that made it */
+    CHECK_STRINGS(y, "abc", "def");
+    keel_tensor_release(y);
   }
   keel_tensor_release(x);
   keel_engine_release(e);
   mb_free(&b);
 }
 
+TEST(test_cast_constant_to_string) {
+  TEST_BEGIN("cast_constant_to_string");
+  /* Cast(float constant -> string) has only constant inputs: load-time folding must leave it to the
+   * interpreter (a folded string constant would be a shallow copy) and the model must still load and run. */
+  mb b = {0};
+  mb_opset(&b, "", 20);
+  mb_input(&b, "X", 8);
+  const int64_t two = 2;
+  const float v[] = {1.5f, -2.0f};
+  b.inits[b.n_init++] = mb_float_tensor(&b, "F", 1, &two, v);
+  Onnx__NodeProto *c = mb_node(&b, "Cast", "", "F", "FS");
+  mb_attr_int(&b, c, "to", 8);
+  mb_node(&b, "StringConcat", "", "X,FS", "Y");
+  mb_output(&b, "Y", 8);
+  keel_status *s;
+  keel_engine *e = mb_load(&b, &s);
+  CHECK_OK(s);
+  const char *in[] = {"a=", "b="};
+  keel_tensor *x = strings(in, 2), *y = NULL;
+  if (e) CHECK_OK(keel_engine_run(e, &x, 1, &y, 1));
+  CHECK_STRINGS(y, "a=1.5", "b=-2");
+  keel_tensor_release(y);
+  keel_tensor_release(x);
+  keel_engine_release(e);
+  mb_free(&b);
+}
+
 RUN_TESTS(test_ownership, test_api_errors, test_normalizer_chain, test_split_concat_cast_constant, test_errors,
-          test_module_string_outputs)
+          test_module_string_outputs, test_cast_constant_to_string)
