@@ -8,6 +8,7 @@
 #include "core/tensor_internal.h"
 #include "graph/passes.h"
 #include "ops/op.h"
+#include "ops/string_ops.h"
 
 /* Folding at load time never materializes outputs larger than this (e.g. a huge ConstantOfShape). */
 #define LOAD_FOLD_MAX_BYTES ((size_t)64 << 20)
@@ -75,6 +76,8 @@ keel_status *keel_pass_fold_constants(keel_graph *g) {
       tensor_view(g->values[v].constant, &in[k]);
     }
     if (!all_const) continue;
+    /* String values own their element bytes; they stay with the interpreter, which copies them properly. */
+    if (keel_strings_involved(n, in, n->n_inputs)) continue;
     memset(out, 0, sizeof out);
     keel_tls_needs_value = false;
     keel_status *s = n->op->infer(n, in, n->n_inputs, out, n->n_outputs);
@@ -261,13 +264,23 @@ static bool fuse_bias(keel_graph *g, int mi) {
 static bool fuse_activation(keel_graph *g, int pi) {
   keel_node *p = &g->nodes[pi];
   if (p->act != KEEL_ACT_NONE || p->n_outputs < 1 || p->outputs[0] < 0) return false;
-  /* Activations are float math: fuse only where the weights say the op computes in float32. */
+  /* Activations are float math: fuse only where the weights say the op computes in float32. An Add has
+   * no weights: it takes Relu (which its kernel applies for every dtype) and Clip with float32 bounds. */
+  const bool add = is_op(p, "Add");
   const keel_tensor *w = const_input(g, p, 1);
-  if (!w || w->dtype != KEEL_FLOAT32) return false;
+  if (!add && (!w || w->dtype != KEEL_FLOAT32)) return false;
   int ai = sole_consumer(g, p->outputs[0]);
   if (ai < 0) return false;
   keel_node *a = &g->nodes[ai];
+  if (a->n_outputs < 1 || a->outputs[0] < 0) return false;
+  if (!strcmp(a->domain, "keel") && !strcmp(a->op_type, "Gelu") && !add) { /* from keel_pass_fuse_patterns */
+    p->act = KEEL_ACT_GELU;
+    p->outputs[0] = a->outputs[0];
+    a->dead = true;
+    return true;
+  }
   if (a->domain[0]) return false;
+  if (add && strcmp(a->op_type, "Relu") && strcmp(a->op_type, "Clip")) return false;
   keel_act act = KEEL_ACT_NONE;
   float alpha = 0, beta = 0;
   if (!strcmp(a->op_type, "Relu")) act = KEEL_ACT_RELU;
@@ -277,13 +290,18 @@ static bool fuse_activation(keel_graph *g, int pi) {
   else if (!strcmp(a->op_type, "HardSigmoid"))
     act = KEEL_ACT_HARD_SIGMOID, alpha = keel_attr_float(a, "alpha", 0.2f), beta = keel_attr_float(a, "beta", 0.5f);
   else if (!strcmp(a->op_type, "HardSwish")) act = KEEL_ACT_HARD_SWISH;
+  else if (!strcmp(a->op_type, "Gelu") && !strcmp(keel_attr_string(a, "approximate", "none"), "none"))
+    act = KEEL_ACT_GELU; /* ONNX Gelu (opset 20), erf form */
   else if (!strcmp(a->op_type, "Clip")) {
     alpha = -INFINITY;
     beta = INFINITY;
     if (a->opset < 11) {
+      if (add) return false; /* attribute bounds say nothing about the data's dtype */
       alpha = keel_attr_float(a, "min", -INFINITY);
       beta = keel_attr_float(a, "max", INFINITY);
     } else {
+      if (add && (a->n_inputs < 2 || a->inputs[1] < 0) && (a->n_inputs < 3 || a->inputs[2] < 0))
+        return false; /* no float32 bound to prove the dtype */
       for (int k = 1; k < a->n_inputs && k < 3; k++) {
         if (a->inputs[k] < 0) continue;
         const keel_tensor *t = const_input(g, a, k);
@@ -305,11 +323,16 @@ static bool fuse_activation(keel_graph *g, int pi) {
 }
 
 keel_status *keel_pass_fuse(keel_graph *g) {
+  keel_fuse_counts c;
+  KEEL_TRY(keel_pass_fuse_patterns(g, &c));
+  /* the fused nodes were appended: restore topological order (keel_pass_remove_dead relies on it) */
+  if (c.layernorm || c.gelu || c.softmax) KEEL_TRY(keel_graph_toposort(g));
   for (int i = 0; i < g->n_nodes; i++) {
     if (g->nodes[i].dead) continue;
     if (is_op(&g->nodes[i], "Conv")) KEEL_TRY(fuse_conv_bn(g, i));
     if (is_op(&g->nodes[i], "MatMul")) fuse_bias(g, i);
-    if (is_op(&g->nodes[i], "Conv") || is_op(&g->nodes[i], "Gemm") || is_op(&g->nodes[i], "MatMul"))
+    if (is_op(&g->nodes[i], "Conv") || is_op(&g->nodes[i], "Gemm") || is_op(&g->nodes[i], "MatMul") ||
+        is_op(&g->nodes[i], "Add"))
       fuse_activation(g, i);
   }
   return NULL;

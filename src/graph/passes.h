@@ -14,8 +14,17 @@ keel_status *keel_pass_resolve_ops(keel_graph *g);
 keel_status *keel_pass_prepare_subgraphs(keel_graph *g);
 /* Run nodes whose inputs are all constants and replace their outputs by constants. */
 keel_status *keel_pass_fold_constants(keel_graph *g);
-/* Conv+BatchNormalization into Conv; Conv/Gemm/MatMul + activation; MatMul + bias Add. */
+/* Conv+BatchNormalization into Conv; Conv/Gemm/MatMul + activation; MatMul + bias Add; Add + Relu/Clip;
+ * and first the patterns of keel_pass_fuse_patterns. */
 keel_status *keel_pass_fuse(keel_graph *g);
+
+/* How many of each pattern keel_pass_fuse_patterns replaced. */
+typedef struct keel_fuse_counts {
+  int layernorm, gelu, softmax;
+} keel_fuse_counts;
+/* Decomposed LayerNorm, erf-GELU and scale/mask/Softmax chains into keel-domain operators (ops/fused.c);
+ * see graph/fuse_patterns.c for the exact patterns. counts may be NULL. */
+keel_status *keel_pass_fuse_patterns(keel_graph *g, keel_fuse_counts *counts);
 /* Drop nodes whose outputs nobody reads (graph outputs count as read). */
 keel_status *keel_pass_remove_dead(keel_graph *g);
 /* Number of node inputs reading value v, plus one if it is a graph output. */

@@ -1,8 +1,27 @@
 /* Fused activation epilogues. Written as simple branch-free loops (ternaries, not fmaxf) so the compiler
- * vectorizes them; expf/tanhf/erff are scalar calls. */
+ * vectorizes them; expf/tanhf are scalar calls, GELU has its own vectorizable erfc (keel_gelu_f32). */
 #include "ops/act.h"
 
 #include <math.h>
+
+#include "ops/fast_exp.h"
+
+void keel_gelu_f32(const float *x, float *y, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    const float v = x[i];
+    const float z = fabsf(v) * 0.70710678118654752f; /* |v| / sqrt(2) */
+    const float t = 1.0f / (1.0f + 0.3275911f * z);
+    float q = 1.061405429f;
+    q = q * t - 1.453152027f;
+    q = q * t + 1.421413741f;
+    q = q * t - 0.284496736f;
+    q = q * t + 0.254829592f;
+    q = q * t * keel_expf_fast(-z * z); /* erfc(z) */
+    /* Phi(v) = erfc(-v / sqrt 2) / 2: 1 - q/2 for v >= 0, q/2 below */
+    const float phi = v >= 0.0f ? 1.0f - 0.5f * q : 0.5f * q;
+    y[i] = v * phi;
+  }
+}
 
 void keel_act_apply_f32(float *p, size_t n, keel_act act, float alpha, float beta) {
   switch (act) {
@@ -51,7 +70,7 @@ void keel_act_apply_f32(float *p, size_t n, keel_act act, float alpha, float bet
       }
       return;
     case KEEL_ACT_GELU:
-      for (size_t i = 0; i < n; i++) p[i] = 0.5f * p[i] * (1.0f + erff(p[i] * 0.70710678118654752f));
+      keel_gelu_f32(p, p, n);
       return;
   }
 }

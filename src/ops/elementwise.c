@@ -264,8 +264,36 @@ static keel_status *apply_act(const keel_node *n, keel_view *y) {
   return keel_error(KEEL_INTERNAL, "unknown fused activation %d", (int)n->act);
 }
 
+/* Add + Relu/Clip on equal-shape float32 tensors (residual blocks): one pass instead of add then clamp. */
+static bool add_act_f32(const keel_node *n, const keel_view *a, const keel_view *b, keel_view *y) {
+  if ((n->act != KEEL_ACT_RELU && n->act != KEEL_ACT_CLIP) || a->dtype != KEEL_FLOAT32 ||
+      b->dtype != KEEL_FLOAT32 || y->dtype != KEEL_FLOAT32 || a->ndim != b->ndim || a->ndim != y->ndim ||
+      memcmp(a->dims, b->dims, sizeof(int64_t) * (size_t)a->ndim) ||
+      memcmp(a->dims, y->dims, sizeof(int64_t) * (size_t)a->ndim))
+    return false;
+  const float lo = n->act_alpha, hi = n->act_beta;
+  const float *pa = a->data, *pb = b->data;
+  float *py = y->data;
+  const int64_t cnt = keel_view_numel(y);
+  /* same ternaries as keel_act_apply_f32, so the result is bit-identical to add-then-activation */
+  if (n->act == KEEL_ACT_RELU) {
+    for (int64_t i = 0; i < cnt; i++) {
+      const float v = pa[i] + pb[i];
+      py[i] = v > 0.0f ? v : 0.0f;
+    }
+  } else {
+    for (int64_t i = 0; i < cnt; i++) {
+      float v = pa[i] + pb[i];
+      v = v < lo ? lo : v;
+      py[i] = v > hi ? hi : v;
+    }
+  }
+  return true;
+}
+
 static keel_status *run_binary(KEEL_RUN_ARGS, ew_binary_op op, bool legacy) {
   if (n_in < 2 || n_out < 1) return keel_error(KEEL_INVALID_MODEL, "missing input or output");
+  if (op == EW_ADD && n->act != KEEL_ACT_NONE && add_act_f32(n, &in[0], &in[1], &out[0])) return NULL;
   keel_view bb;
   KEEL_TRY(b_dims(n, legacy, &in[0], &in[1], &bb));
   KEEL_TRY(keel_ew_binary(op, &in[0], &bb, &out[0]));

@@ -1,7 +1,248 @@
-/* keel-internal fused operators (domain "keel"), created by the fusion passes in src/graph/. */
+/* keel-internal fused operators (domain "keel"), created by the fusion passes in src/graph/ (fuse_patterns.c).
+ * Each one computes exactly what the ONNX subgraph it replaces computes (same broadcasting, same output
+ * shape), float32 only; the pass only builds them where the constants it matched say the data is float32.
+ *
+ *   LayerNorm(X, gamma, beta; epsilon)   (x - mean) / sqrt(var + epsilon) * gamma + beta over X's last axis;
+ *                                        gamma and beta are 1-D (length of the last axis, or 1).
+ *   ScaleMaskSoftmax(X, [mask]; scale)   softmax(X * scale + mask) over the last axis; mask broadcasts.
+ *   Gelu(X)                              0.5 x (1 + erf(x / sqrt 2)). */
+#include <math.h>
+
+#include "ops/act.h"
+#include "ops/broadcast.h"
+#include "ops/fast_exp.h"
 #include "ops/op.h"
 
+#define KEEL_IN const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out
+#define KEEL_RUN_ARGS const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out, keel_exec *ex
+
+static keel_status *need_f32(const keel_view *in, int n_in, int i, bool optional) {
+  if (i >= n_in || !keel_view_present(&in[i])) {
+    if (optional) return NULL;
+    return keel_error(KEEL_INVALID_MODEL, "input %d is required", i);
+  }
+  if (in[i].dtype != KEEL_FLOAT32)
+    return keel_error(KEEL_INVALID_MODEL, "input %d has dtype %s; the fused operator takes float32", i,
+                      keel_dtype_name(in[i].dtype));
+  return NULL;
+}
+
+/* Row reductions with 16 independent partial sums: strict float semantics keep a single-accumulator loop
+ * scalar; lane arrays let the compiler use one vector register per 16 lanes. */
+#define LANES 16
+static float row_sum(const float *x, int64_t n) {
+  float acc[LANES] = {0};
+  int64_t i = 0;
+  for (; i + LANES <= n; i += LANES)
+    for (int k = 0; k < LANES; k++) acc[k] += x[i + k];
+  float s = 0.0f;
+  for (; i < n; i++) s += x[i];
+  for (int k = 0; k < LANES; k++) s += acc[k];
+  return s;
+}
+
+static float row_sq_dev(const float *x, int64_t n, float mean) {
+  float acc[LANES] = {0};
+  int64_t i = 0;
+  for (; i + LANES <= n; i += LANES)
+    for (int k = 0; k < LANES; k++) {
+      const float d = x[i + k] - mean;
+      acc[k] += d * d;
+    }
+  float s = 0.0f;
+  for (; i < n; i++) s += (x[i] - mean) * (x[i] - mean);
+  for (int k = 0; k < LANES; k++) s += acc[k];
+  return s;
+}
+
+static float row_max(const float *x, int64_t n) {
+  float acc[LANES];
+  for (int k = 0; k < LANES; k++) acc[k] = -INFINITY;
+  int64_t i = 0;
+  for (; i + LANES <= n; i += LANES)
+    for (int k = 0; k < LANES; k++) acc[k] = x[i + k] > acc[k] ? x[i + k] : acc[k];
+  float m = -INFINITY;
+  for (; i < n; i++) m = x[i] > m ? x[i] : m;
+  for (int k = 0; k < LANES; k++) m = acc[k] > m ? acc[k] : m;
+  return m;
+}
+
+/* ---- LayerNorm ---- */
+
+static keel_status *ln_dims(const keel_view *in, int64_t *L, int64_t *G, int64_t *B, int64_t *OL) {
+  if (in[0].ndim < 1) return keel_error(KEEL_SHAPE_MISMATCH, "X must have at least one dimension");
+  if (in[1].ndim != 1 || in[2].ndim != 1)
+    return keel_error(KEEL_SHAPE_MISMATCH, "gamma and beta must be 1-D (ranks %d and %d)", in[1].ndim, in[2].ndim);
+  *L = in[0].dims[in[0].ndim - 1];
+  *G = in[1].dims[0];
+  *B = in[2].dims[0];
+  int64_t ol = *L;
+  const int64_t ds[2] = {*G, *B};
+  for (int k = 0; k < 2; k++) {
+    if (ds[k] == ol || ds[k] == 1) continue;
+    if (ol != 1)
+      return keel_error(KEEL_SHAPE_MISMATCH, "last dimension %lld does not broadcast with %s length %lld",
+                        (long long)ol, k ? "beta" : "gamma", (long long)ds[k]);
+    ol = ds[k];
+  }
+  if ((*G != ol && *G != 1) || (*B != ol && *B != 1))
+    return keel_error(KEEL_SHAPE_MISMATCH, "gamma (%lld) and beta (%lld) do not broadcast to %lld", (long long)*G,
+                      (long long)*B, (long long)ol);
+  *OL = ol;
+  return NULL;
+}
+
+static keel_status *infer_LayerNorm(KEEL_IN) {
+  if (n_in != 3 || n_out < 1) return keel_error(KEEL_INVALID_MODEL, "LayerNorm takes X, gamma, beta");
+  for (int i = 0; i < 3; i++) KEEL_TRY(need_f32(in, n_in, i, false));
+  int64_t L, G, B, OL;
+  KEEL_TRY(ln_dims(in, &L, &G, &B, &OL));
+  int64_t d[KEEL_MAX_DIMS];
+  memcpy(d, in[0].dims, sizeof(int64_t) * (size_t)in[0].ndim);
+  d[in[0].ndim - 1] = OL;
+  keel_view_set_shape(&out[0], KEEL_FLOAT32, d, in[0].ndim);
+  (void)n;
+  return NULL;
+}
+
+static keel_status *run_LayerNorm(KEEL_RUN_ARGS) {
+  (void)n_in, (void)n_out, (void)ex;
+  int64_t L, G, B, OL;
+  KEEL_TRY(ln_dims(in, &L, &G, &B, &OL));
+  const float eps = keel_attr_float(n, "epsilon", 1e-5f);
+  const float *x = in[0].data, *g = in[1].data, *b = in[2].data;
+  float *y = out[0].data;
+  const int64_t rows = L ? keel_view_numel(&in[0]) / L : 0;
+  if (L == OL && G == OL && B == OL) { /* the usual case: three sweeps over a row that stays in L1 */
+    for (int64_t r = 0; r < rows; r++) {
+      const float *xr = x + r * L;
+      float *yr = y + r * L;
+      const float mean = row_sum(xr, L) / (float)L;
+      const float inv = 1.0f / sqrtf(row_sq_dev(xr, L, mean) / (float)L + eps);
+      for (int64_t i = 0; i < L; i++) yr[i] = (xr[i] - mean) * inv * g[i] + b[i];
+    }
+    return NULL;
+  }
+  for (int64_t r = 0; r < rows; r++) { /* broadcasting corners: a length-1 axis somewhere */
+    const float *xr = x + r * L;
+    float *yr = y + r * OL;
+    double s = 0.0;
+    for (int64_t i = 0; i < L; i++) s += xr[i];
+    const float mean = (float)(s / (double)L);
+    double v = 0.0;
+    for (int64_t i = 0; i < L; i++) v += (double)(xr[i] - mean) * (xr[i] - mean);
+    const float sd = sqrtf((float)(v / (double)L) + eps);
+    for (int64_t i = 0; i < OL; i++)
+      yr[i] = (xr[L == 1 ? 0 : i] - mean) / sd * g[G == 1 ? 0 : i] + b[B == 1 ? 0 : i];
+  }
+  return NULL;
+}
+
+/* ---- ScaleMaskSoftmax ---- */
+
+static keel_status *infer_ScaleMaskSoftmax(KEEL_IN) {
+  if (n_in < 1 || n_in > 2 || n_out < 1) return keel_error(KEEL_INVALID_MODEL, "ScaleMaskSoftmax takes X and a mask");
+  KEEL_TRY(need_f32(in, n_in, 0, false));
+  KEEL_TRY(need_f32(in, n_in, 1, true));
+  if (n_in < 2 || !keel_view_present(&in[1])) {
+    if (in[0].ndim < 1) return keel_error(KEEL_SHAPE_MISMATCH, "X must have at least one dimension");
+    keel_view_set_shape(&out[0], KEEL_FLOAT32, in[0].dims, in[0].ndim);
+    return NULL;
+  }
+  const int64_t *dims[2] = {in[0].dims, in[1].dims};
+  const int nd[2] = {in[0].ndim, in[1].ndim};
+  int64_t od[KEEL_MAX_DIMS];
+  int ond;
+  KEEL_TRY(keel_broadcast_shapes(NULL, 2, dims, nd, od, &ond));
+  if (ond < 1) return keel_error(KEEL_SHAPE_MISMATCH, "softmax input must have at least one dimension");
+  keel_view_set_shape(&out[0], KEEL_FLOAT32, od, ond);
+  (void)n;
+  return NULL;
+}
+
+/* Element strides of a view broadcast to `ond` output dims (0 where it broadcasts). */
+static void bcast_strides(const keel_view *v, int ond, int64_t *st) {
+  int64_t s = 1;
+  for (int d = ond - 1; d >= 0; d--) {
+    const int k = d - (ond - v->ndim);
+    if (k < 0 || v->dims[k] == 1) {
+      st[d] = 0;
+    } else {
+      st[d] = s;
+    }
+    if (k >= 0) s *= v->dims[k];
+  }
+}
+
+/* y = softmax(y) over one row of length L (y already holds the scaled, masked logits). */
+static void softmax_row(float *y, int64_t L) {
+  float m = row_max(y, L);
+  if (m == -INFINITY) m = 0.0f; /* all -inf: exp gives 0/0 = NaN below, as the unfused graph does */
+  for (int64_t i = 0; i < L; i++) y[i] = keel_expf_softmax(y[i] - m);
+  const float inv = 1.0f / row_sum(y, L);
+  for (int64_t i = 0; i < L; i++) y[i] *= inv;
+}
+
+static keel_status *run_ScaleMaskSoftmax(KEEL_RUN_ARGS) {
+  (void)n_out, (void)ex;
+  const float scale = keel_attr_float(n, "scale", 1.0f);
+  const bool has_mask = n_in >= 2 && keel_view_present(&in[1]);
+  const keel_view *o = &out[0];
+  const int ond = o->ndim;
+  const int64_t L = o->dims[ond - 1];
+  const int64_t total = keel_view_numel(o);
+  if (total == 0 || L == 0) return NULL;
+  const int64_t rows = total / L;
+  int64_t xs[KEEL_MAX_DIMS], ms[KEEL_MAX_DIMS] = {0};
+  bcast_strides(&in[0], ond, xs);
+  if (has_mask) bcast_strides(&in[1], ond, ms);
+  const float *x = in[0].data, *mk = has_mask ? in[1].data : NULL;
+  float *y = o->data;
+  const int64_t xl = xs[ond - 1], ml = ms[ond - 1];
+  for (int64_t r = 0; r < rows; r++) {
+    /* offsets of this row in X and the mask: walk the leading output dims */
+    int64_t rem = r, xo = 0, mo = 0;
+    for (int d = ond - 2; d >= 0; d--) {
+      const int64_t i = rem % o->dims[d];
+      rem /= o->dims[d];
+      xo += i * xs[d];
+      mo += i * ms[d];
+    }
+    float *yr = y + r * L;
+    const float *xr = x + xo;
+    if (has_mask) {
+      const float *mr = mk + mo;
+      if (xl == 1 && ml == 1)
+        for (int64_t i = 0; i < L; i++) yr[i] = xr[i] * scale + mr[i];
+      else
+        for (int64_t i = 0; i < L; i++) yr[i] = xr[i * xl] * scale + mr[i * ml];
+    } else {
+      for (int64_t i = 0; i < L; i++) yr[i] = xr[i * xl] * scale;
+    }
+    softmax_row(yr, L);
+  }
+  return NULL;
+}
+
+/* ---- Gelu ---- */
+
+static keel_status *infer_Gelu(KEEL_IN) {
+  if (n_in != 1 || n_out < 1) return keel_error(KEEL_INVALID_MODEL, "Gelu takes one input");
+  KEEL_TRY(need_f32(in, n_in, 0, false));
+  keel_view_set_shape(&out[0], KEEL_FLOAT32, in[0].dims, in[0].ndim);
+  (void)n;
+  return NULL;
+}
+
+static keel_status *run_Gelu(KEEL_RUN_ARGS) {
+  (void)n, (void)n_in, (void)n_out, (void)ex;
+  keel_gelu_f32(in[0].data, out[0].data, (size_t)keel_view_numel(&in[0]));
+  return NULL;
+}
+
 const keel_op_def keel_ops_fused[] = {
-    {NULL, NULL, 0, 0, NULL, NULL, NULL, -1},
+    {"LayerNorm", "keel", 1, 1, infer_LayerNorm, run_LayerNorm, NULL, 0},
+    {"ScaleMaskSoftmax", "keel", 1, 1, infer_ScaleMaskSoftmax, run_ScaleMaskSoftmax, NULL, 0},
+    {"Gelu", "keel", 1, 1, infer_Gelu, run_Gelu, NULL, 0},
 };
-const int keel_ops_fused_count = 0;
+const int keel_ops_fused_count = (int)(sizeof keel_ops_fused / sizeof keel_ops_fused[0]);

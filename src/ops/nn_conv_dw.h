@@ -21,4 +21,8 @@ typedef struct keel_conv_dw_params {
 void keel_conv_dw_f32(const keel_conv_dw_params *p, const float *x, const float *w, const float *bias, float *y,
                       int num_threads);
 
+/* Tests: force the scalar (0), AVX2 (1) or AVX-512 (2) path (only where the CPU has it); -1 restores run-time
+ * detection. Not for concurrent use with running convolutions. */
+void keel_conv_dw_force_isa(int isa);
+
 #endif
