@@ -75,6 +75,9 @@ typedef struct kcu_reduce {
 int kcu_reduce_general(void *stream, const float *x, float *y, const kcu_reduce *r, int op);
 /* softmax over the middle axis of [outer, n, inner]; log: LogSoftmax; hard: Hardmax */
 int kcu_softmax(void *stream, const float *x, float *y, int64_t outer, int64_t n, int64_t inner, int log);
+/* softmax(x * scale + mask) over the last axis of bc->dims; x (bc->sa) and mask (bc->sb, may be NULL) broadcast */
+int kcu_scale_mask_softmax(void *stream, const float *x, const float *mask, float *y, const kcu_bcast *bc,
+                           float scale);
 int kcu_layernorm(void *stream, const float *x, const float *scale, const float *bias, float *y, int64_t rows,
                   int64_t n, float eps);
 int kcu_batchnorm(void *stream, const float *x, const float *scale, const float *bias, const float *mean,

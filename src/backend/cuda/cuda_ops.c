@@ -53,6 +53,31 @@ static void make_bcast(const keel_view *a, const keel_view *b, const keel_view *
   }
 }
 
+/* ---- activations fused by the graph passes ------------------------------------------------------------------- */
+
+static int act_code(const keel_node *n, float *a, float *b) {
+  *a = n->act_alpha;
+  *b = n->act_beta;
+  switch (n->act) {
+    case KEEL_ACT_NONE: return KCU_IDENTITY;
+    case KEEL_ACT_RELU: return KCU_RELU;
+    case KEEL_ACT_LEAKY_RELU: return KCU_LEAKY_RELU;
+    case KEEL_ACT_CLIP: return KCU_CLIP;
+    case KEEL_ACT_SIGMOID: return KCU_SIGMOID;
+    case KEEL_ACT_TANH: return KCU_TANH;
+    case KEEL_ACT_HARD_SIGMOID: return KCU_HARD_SIGMOID;
+    case KEEL_ACT_HARD_SWISH: return KCU_HARD_SWISH;
+    case KEEL_ACT_GELU: return KCU_GELU;
+  }
+  return -1;
+}
+
+static keel_status *check_act(const keel_node *n) {
+  float a, b;
+  if (act_code(n, &a, &b) < 0) return keel_error(KEEL_UNSUPPORTED, "fused activation %d has no CUDA epilogue", (int)n->act);
+  return NULL;
+}
+
 /* ---- elementwise ----------------------------------------------------------------------------------------------- */
 
 static int binary_code(const char *op) {
@@ -65,6 +90,7 @@ static int binary_code(const char *op) {
 static keel_status *check_binary(const keel_node *n, const keel_view *in, int n_in, const keel_view *out, int n_out) {
   if (n_in != 2)
     return keel_error(KEEL_UNSUPPORTED, "%d inputs; the CUDA kernel takes exactly two", n_in);
+  KEEL_TRY(check_act(n)); /* Add+Relu / Add+Clip fusions leave their activation on the Add */
   return check_f32(n, in, n_in, out, n_out);
 }
 
@@ -73,6 +99,9 @@ static keel_status *run_binary(const keel_node *n, const keel_view *in, int n_in
   kcu_bcast bc;
   make_bcast(&in[0], &in[1], &out[0], &bc);
   LAUNCH(ex, kcu_binary(ex->stream, binary_code(n->op_type), in[0].data, in[1].data, out[0].data, &bc));
+  float a, b;
+  int act = act_code(n, &a, &b);
+  if (act != KCU_IDENTITY) LAUNCH(ex, kcu_bias_act(ex->stream, out[0].data, NULL, 1, 1, bc.n, act, a, b));
   return NULL;
 }
 
@@ -149,30 +178,6 @@ static keel_status *run_alias(const keel_node *n, const keel_view *in, int n_in,
   return NULL;
 }
 
-/* ---- activations fused by the graph passes ------------------------------------------------------------------- */
-
-static int act_code(const keel_node *n, float *a, float *b) {
-  *a = n->act_alpha;
-  *b = n->act_beta;
-  switch (n->act) {
-    case KEEL_ACT_NONE: return KCU_IDENTITY;
-    case KEEL_ACT_RELU: return KCU_RELU;
-    case KEEL_ACT_LEAKY_RELU: return KCU_LEAKY_RELU;
-    case KEEL_ACT_CLIP: return KCU_CLIP;
-    case KEEL_ACT_SIGMOID: return KCU_SIGMOID;
-    case KEEL_ACT_TANH: return KCU_TANH;
-    case KEEL_ACT_HARD_SIGMOID: return KCU_HARD_SIGMOID;
-    case KEEL_ACT_HARD_SWISH: return KCU_HARD_SWISH;
-    case KEEL_ACT_GELU: return KCU_GELU;
-  }
-  return -1;
-}
-
-static keel_status *check_act(const keel_node *n) {
-  float a, b;
-  if (act_code(n, &a, &b) < 0) return keel_error(KEEL_UNSUPPORTED, "fused activation %d has no CUDA epilogue", (int)n->act);
-  return NULL;
-}
 
 /* ---- GEMM ------------------------------------------------------------------------------------------------------ */
 
@@ -540,6 +545,18 @@ static keel_status *run_softmax(const keel_node *n, const keel_view *in, int n_i
   return NULL;
 }
 
+/* keel.ScaleMaskSoftmax (attention scores): scale, broadcast mask add and last-axis softmax in one kernel */
+static keel_status *run_scale_mask_softmax(const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out,
+                                           keel_cuda_exec *ex) {
+  const bool has_mask = n_in >= 2 && keel_view_present(&in[1]);
+  kcu_bcast bc;
+  make_bcast(&in[0], has_mask ? &in[1] : NULL, &out[0], &bc);
+  LAUNCH(ex, kcu_scale_mask_softmax(ex->stream, in[0].data, has_mask ? in[1].data : NULL, out[0].data, &bc,
+                                    keel_attr_float(n, "scale", 1.0f)));
+  return NULL;
+}
+
+
 static keel_status *check_layernorm(const keel_node *n, const keel_view *in, int n_in, const keel_view *out, int n_out) {
   KEEL_TRY(check_f32(n, in, n_in, out, 1));
   for (int k = 1; k < n_out; k++)
@@ -827,10 +844,11 @@ static const keel_cuda_op cuda_ops[] = {
 };
 
 /* keel's own fusions (src/ops/fused.c) that map onto the kernels above: Gelu (erf form) and LayerNorm over the
- * last axis with full-size scale and bias (the check refuses anything else). ScaleMaskSoftmax has none yet. */
+ * last axis with full-size scale and bias (the check refuses anything else), and ScaleMaskSoftmax. */
 static const keel_cuda_op cuda_keel_ops[] = {
     {"Gelu", run_unary, check_f32, NULL},
     {"LayerNorm", run_layernorm, check_layernorm, NULL},
+    {"ScaleMaskSoftmax", run_scale_mask_softmax, check_f32, NULL},
 };
 
 const keel_cuda_op *keel_cuda_op_find(const keel_node *n) {

@@ -193,6 +193,35 @@ __global__ void softmax_strided(const float *x, float *y, int64_t outer, int64_t
   }
 }
 
+/* keel.ScaleMaskSoftmax: y = softmax(x * scale + mask) over the last axis, one block per row. X and the mask
+ * broadcast to y's shape (bc.sa / bc.sb are their element strides per output dim, 0 where broadcast). The row
+ * is staged in y itself; each thread rereads only the elements it wrote, so y may alias x. */
+__global__ void scale_mask_softmax_rows(const float *x, const float *mask, float *y, kcu_bcast bc, int64_t rows,
+                                        int64_t L, float scale) {
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    float *yr = y + r * L;
+    float mx = -INFINITY;
+    for (int64_t j = threadIdx.x; j < L; j += blockDim.x) {
+      int64_t rem = r * L + j, oa = 0, ob = 0;
+      for (int d = bc.ndim - 1; d >= 0; d--) {
+        int64_t q = rem / bc.dims[d], idx = rem - q * bc.dims[d];
+        rem = q;
+        oa += idx * bc.sa[d];
+        ob += idx * bc.sb[d];
+      }
+      float v = x[oa] * scale + (mask ? mask[ob] : 0.f);
+      yr[j] = v;
+      mx = fmaxf(mx, v);
+    }
+    mx = block_reduce(mx, true);
+    float sum = 0.f;
+    for (int64_t j = threadIdx.x; j < L; j += blockDim.x) sum += expf(yr[j] - mx);
+    sum = block_reduce(sum, false);
+    float inv = 1.f / sum;
+    for (int64_t j = threadIdx.x; j < L; j += blockDim.x) yr[j] = expf(yr[j] - mx) * inv;
+  }
+}
+
 __global__ void layernorm_kernel(const float *x, const float *scale, const float *bias, float *y, int64_t rows,
                                  int64_t n, float eps) {
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
@@ -261,6 +290,15 @@ extern "C" int kcu_softmax(void *stream, const float *x, float *y, int64_t outer
   cudaStream_t s = (cudaStream_t)stream;
   if (inner == 1) softmax_rows<<<rows_grid(outer), kThreads, 0, s>>>(x, y, outer, n, log);
   else softmax_strided<<<blocks_for(outer * inner), kThreads, 0, s>>>(x, y, outer, n, inner, log);
+  return (int)cudaGetLastError();
+}
+
+extern "C" int kcu_scale_mask_softmax(void *stream, const float *x, const float *mask, float *y, const kcu_bcast *bc,
+                                      float scale) {
+  int64_t L = bc->ndim ? bc->dims[bc->ndim - 1] : 1;
+  if (bc->n <= 0 || L <= 0) return 0;
+  int64_t rows = bc->n / L;
+  scale_mask_softmax_rows<<<rows_grid(rows), kThreads, 0, (cudaStream_t)stream>>>(x, mask, y, *bc, rows, L, scale);
   return (int)cudaGetLastError();
 }
 
