@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 debs=(build-essential cmake pkg-config libprotobuf-c-dev protobuf-c-compiler libonnx-dev libopenblas-dev
-      libonnx-testdata clang libclang-rt-dev python3 python3-pip)
+      libonnx-testdata clang libclang-rt-dev python3 python3-pip python3-dev)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

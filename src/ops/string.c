@@ -215,15 +215,20 @@ static keel_status *strnorm_run(const keel_node *n, const keel_view *in, int n_i
 
 /* ---- StringConcat ---- */
 
-static keel_status *concat_infer(const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out) {
-  (void)n, (void)n_out;
-  if (n_in != 2) return keel_error(KEEL_INVALID_MODEL, "StringConcat takes 2 inputs, got %d", n_in);
+/* Two string inputs broadcast against each other (StringConcat, Equal): the output's shape, of dtype dt. */
+static keel_status *string_pair_infer(const char *op, const keel_view *in, int n_in, keel_view *out, keel_dtype dt) {
+  if (n_in != 2) return keel_error(KEEL_INVALID_MODEL, "%s takes 2 inputs, got %d", op, n_in);
   KEEL_TRY(want_strings(&in[0], 0));
   KEEL_TRY(want_strings(&in[1], 1));
   const int64_t *d[2] = {in[0].dims, in[1].dims};
   int nd[2] = {in[0].ndim, in[1].ndim};
-  out[0].dtype = KEEL_STRING;
-  return keel_broadcast_shapes("StringConcat", 2, d, nd, out[0].dims, &out[0].ndim);
+  out[0].dtype = dt;
+  return keel_broadcast_shapes(op, 2, d, nd, out[0].dims, &out[0].ndim);
+}
+
+static keel_status *concat_infer(const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out) {
+  (void)n, (void)n_out;
+  return string_pair_infer("StringConcat", in, n_in, out, KEEL_STRING);
 }
 
 static keel_status *concat_run(const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out,
@@ -479,13 +484,7 @@ static keel_status *regex_run(const keel_node *n, const keel_view *in, int n_in,
 
 static keel_status *equal_infer(const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out) {
   (void)n, (void)n_out;
-  if (n_in != 2) return keel_error(KEEL_INVALID_MODEL, "Equal takes 2 inputs, got %d", n_in);
-  KEEL_TRY(want_strings(&in[0], 0));
-  KEEL_TRY(want_strings(&in[1], 1));
-  const int64_t *d[2] = {in[0].dims, in[1].dims};
-  int nd[2] = {in[0].ndim, in[1].ndim};
-  out[0].dtype = KEEL_BOOL;
-  return keel_broadcast_shapes("Equal", 2, d, nd, out[0].dims, &out[0].ndim);
+  return string_pair_infer("Equal", in, n_in, out, KEEL_BOOL);
 }
 
 static keel_status *equal_run(const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out,
