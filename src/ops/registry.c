@@ -18,6 +18,8 @@ KEEL_OP_FAMILY(attention)
 KEEL_OP_FAMILY(extra)
 KEEL_OP_FAMILY(string)
 KEEL_OP_FAMILY(fused)
+KEEL_OP_FAMILY(ml)
+KEEL_OP_FAMILY(optimizer)
 
 typedef struct {
   const keel_op_def *defs;
@@ -40,6 +42,8 @@ static const family families[] = {
     {keel_ops_extra, &keel_ops_extra_count},
     {keel_ops_string, &keel_ops_string_count},
     {keel_ops_fused, &keel_ops_fused_count},
+    {keel_ops_ml, &keel_ops_ml_count},
+    {keel_ops_optimizer, &keel_ops_optimizer_count},
 };
 
 static bool domain_eq(const char *a, const char *b) {
