@@ -129,6 +129,16 @@ __global__ void rows_reduce_kernel(const float *x, float *y, int64_t rows, int64
   }
 }
 
+// Input offset of the j-th element reduced into the output element whose input offset is `base`.
+__device__ __forceinline__ int64_t red_offset(const kcu_reduce &r, int64_t base, int64_t j) {
+  for (int d = r.ndim_red - 1; d >= 0; d--) {
+    int64_t q = j / r.red_dims[d];
+    base += (j - q * r.red_dims[d]) * r.red_strides[d];
+    j = q;
+  }
+  return base;
+}
+
 __global__ void reduce_general_kernel(const float *x, float *y, kcu_reduce r, int op) {
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < r.n_out; i += (int64_t)gridDim.x * blockDim.x) {
     int64_t rem = i, base = 0;
@@ -139,24 +149,11 @@ __global__ void reduce_general_kernel(const float *x, float *y, kcu_reduce r, in
     }
     float mx = -INFINITY;
     if (op == KCU_RLOGSUMEXP) {
-      for (int64_t j = 0; j < r.n_red; j++) {
-        int64_t rr = j, off = base;
-        for (int d = r.ndim_red - 1; d >= 0; d--) {
-          int64_t q = rr / r.red_dims[d];
-          off += (rr - q * r.red_dims[d]) * r.red_strides[d];
-          rr = q;
-        }
-        mx = fmaxf(mx, x[off]);
-      }
+      for (int64_t j = 0; j < r.n_red; j++) mx = fmaxf(mx, x[red_offset(r, base, j)]);
     }
     float acc = red_init(op);
     for (int64_t j = 0; j < r.n_red; j++) {
-      int64_t rr = j, off = base;
-      for (int d = r.ndim_red - 1; d >= 0; d--) {
-        int64_t q = rr / r.red_dims[d];
-        off += (rr - q * r.red_dims[d]) * r.red_strides[d];
-        rr = q;
-      }
+      int64_t off = red_offset(r, base, j);
       acc = op == KCU_RLOGSUMEXP ? acc + expf(x[off] - mx) : red_step(op, acc, x[off]);
     }
     y[i] = op == KCU_RLOGSUMEXP ? (isinf(mx) ? mx : mx + logf(acc)) : red_final(op, acc, r.n_red);
