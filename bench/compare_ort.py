@@ -14,8 +14,8 @@ For each model and batch size (models from scripts/models/gen_models.py, cached 
              inter_op_num_threads=1, ORT_SEQUENTIAL, ORT_ENABLE_ALL), one session per (model, T) kept
              for all its blocks; each session.run timed with time.perf_counter_ns.
        keel: one `keel bench MODEL --shape ... --outputs preallocated --iterations N --warmup 0
-             --json FILE --no-progress` process per block, with OPENBLAS_NUM_THREADS=T in its
-             environment. Per-call latencies come from keel's own JSON (submit to wait-return of
+             --json FILE --no-progress` process per block, with T kernel threads (see below) and
+             OPENBLAS_NUM_THREADS=1. Per-call latencies come from keel's own JSON (submit to wait-return of
              keel_module_forward), so process start and model load are not in them. keel bench
              always runs at least 10 warm-up calls per process before timing.
      Both runtimes get the same N calls per block, N chosen from the warm-up blocks so that the
@@ -30,10 +30,13 @@ For each model and batch size (models from scripts/models/gen_models.py, cached 
      all cores, and the best GEMM numpy's OpenBLAS does (1024x1024 fp32 matmul) at 1 and 2 threads.
 
 Thread configurations (what T means):
-  T=1: ORT intra_op_num_threads=1; keel as it is today (single-threaded; OpenBLAS pinned to 1 thread).
-  T=2: ORT intra_op_num_threads=2 (its own operator-level parallelism everywhere); keel with
-       OPENBLAS_NUM_THREADS=2, so only the GEMMs inside keel's kernels use 2 threads and every other
-       operator still runs on one.
+  T=1: ORT intra_op_num_threads=1; keel with one kernel thread.
+  T=2: ORT intra_op_num_threads=2 (its own operator-level parallelism everywhere); keel with 2 kernel
+       threads (its own thread pool: GEMM / Conv blocks today; other operators still run on one).
+  keel's kernel threads are the module option num_threads: `keel bench --num-threads T` when the keel
+  binary has that option, else the KEEL_NUM_THREADS=T environment variable (read by keel's kernels;
+  `keel bench --threads` means caller threads, not kernel threads). OpenBLAS (still used for float64
+  and single-row products) stays at 1 thread.
 
 Usage:
   bench/compare_ort.py                       # full size: mlp squeezenet mobilenetv2 resnet50 bert, batch 1 and 8, T=1,2
@@ -266,8 +269,19 @@ def ort_block(sess, feeds, n):
     return lat
 
 
+_keel_has_num_threads = {}
+
+
+def keel_thread_args(keel, threads):
+    """`--num-threads T` when this keel bench has the option (cached per binary), else nothing."""
+    if keel not in _keel_has_num_threads:
+        r = subprocess.run([keel, "bench", "--help"], capture_output=True, text=True)
+        _keel_has_num_threads[keel] = "--num-threads" in (r.stdout + r.stderr)
+    return ["--num-threads", str(threads)] if _keel_has_num_threads[keel] else []
+
+
 def keel_env(threads):
-    return dict(os.environ, OPENBLAS_NUM_THREADS=str(threads))
+    return dict(os.environ, OPENBLAS_NUM_THREADS="1", KEEL_NUM_THREADS=str(threads))
 
 
 def shape_args(shapes):
@@ -281,8 +295,8 @@ def keel_block(keel, path, shapes, n, threads, tmp):
     js = os.path.join(tmp, "bench.json")
     if os.path.exists(js):
         os.remove(js)
-    args = [keel, "bench", path] + shape_args(shapes) + ["--outputs", "preallocated", "--iterations", str(n),
-                                                         "--warmup", "0", "--json", js, "--no-progress"]
+    args = [keel, "bench", path] + shape_args(shapes) + keel_thread_args(keel, threads) + [
+        "--outputs", "preallocated", "--iterations", str(n), "--warmup", "0", "--json", js, "--no-progress"]
     r = subprocess.run(args, capture_output=True, text=True, env=keel_env(threads))
     if r.returncode != 0 or not os.path.exists(js):
         msg = (r.stderr.strip() or r.stdout.strip()).splitlines()[-3:]

@@ -109,7 +109,8 @@ static void libc_counts(const bench *b, unsigned long long out[4]) {
 
 static const char *const usage_text =
     "usage: keel bench MODEL [--shape NAME=DIMS]... [--outputs fresh|preallocated|persistent|all]\n"
-    "                  [--iterations N] [--duration S] [--warmup S] [--threads N] [--device cpu|sim|cuda]\n"
+    "                  [--iterations N] [--duration S] [--warmup S] [--threads N] [--num-threads N]\n"
+    "                  [--device cpu|sim|cuda]\n"
     "                  [--inflight K] [--sim-alloc-us X] [--sim-free-us X] [--cuda-graphs] [--json FILE]\n"
     "                  [--sync | --async] [--progress | --no-progress]\n"
     "\n"
@@ -119,6 +120,8 @@ static const char *const usage_text =
     "  --duration S        timed seconds (default 5; with --iterations, whichever ends first)\n"
     "  --warmup S          warm-up seconds per run, at least 10 calls per mode (default 1)\n"
     "  --threads N         caller threads, each with its own modules over one engine (default 1)\n"
+    "  --num-threads N     threads each call's kernels may use (ORT's intra_op_num_threads; default 1,\n"
+    "                      or the KEEL_NUM_THREADS environment variable)\n"
     "  --device cpu|sim|cuda  cpu (default), the simulated accelerator (allocations cost like cudaMalloc) or a\n"
     "                      CUDA GPU (builds with the CUDA backend; inputs from the host, outputs stay on the GPU)\n"
     "  --cuda-graphs       cuda: capture each mode's calls in CUDA graphs and replay them\n"
@@ -159,7 +162,7 @@ static bool parse_int(const char *s, long long lo, long long hi, long long *out)
 
 static bool is_value_option(const char *a) {
   static const char *const names[] = {"--shape",   "--outputs", "--iterations",   "--duration",    "--warmup", "--threads",
-                                      "--inflight", "--device", "--sim-alloc-us", "--sim-free-us", "--json"};
+                                      "--num-threads", "--inflight", "--device", "--sim-alloc-us", "--sim-free-us", "--json"};
   for (size_t i = 0; i < sizeof names / sizeof *names; i++)
     if (!strcmp(a, names[i])) return true;
   return false;
@@ -779,6 +782,11 @@ int keel_cmd_bench(int argc, char **argv) {
       i++;
       if (!parse_int(v, 1, 256, &n)) return bad_arg("--threads expects an integer from 1 to 256, got '%s'", v);
       b->threads = (int)n;
+    } else if (!strcmp(a, "--num-threads")) {
+      i++;
+      if (!parse_int(v, 1, 256, &n))
+        return bad_arg("--num-threads expects an integer from 1 to 256, got '%s'", v);
+      b->opt.num_threads = (int)n;
     } else if (!strcmp(a, "--inflight")) {
       i++;
       if (!parse_int(v, 1, 1024, &n)) return bad_arg("--inflight expects an integer from 1 to 1024, got '%s'", v);
@@ -877,8 +885,10 @@ int keel_cmd_bench(int argc, char **argv) {
   if (b->opt.device == KEEL_DEVICE_SIM)
     printf(" (allocation %.1f us, free %.1f us, copies %.0f GB/s)", b->opt.sim_alloc_delay_us,
            b->opt.sim_free_delay_us, b->opt.sim_copy_gbps);
-  printf("%s, caller threads %d, inflight %d, warm-up %.2f s, ", b->opt.async ? "" : " (sync: no stream)",
-         b->threads, b->inflight, b->warmup_s);
+  const char *env_threads = getenv("KEEL_NUM_THREADS"); /* overrides the option inside keel (threadpool.h) */
+  const int kernel_threads = env_threads && atoi(env_threads) > 0 ? atoi(env_threads) : b->opt.num_threads;
+  printf("%s, caller threads %d, kernel threads %d, inflight %d, warm-up %.2f s, ",
+         b->opt.async ? "" : " (sync: no stream)", b->threads, kernel_threads, b->inflight, b->warmup_s);
   if (b->iterations) printf("%lld calls per mode", b->iterations);
   if (b->iterations && b->duration_given) printf(" or ");
   if (!b->iterations || b->duration_given) printf("%.2f s", b->duration_s);

@@ -97,6 +97,10 @@ typedef struct keel_node {
   keel_act act;
   float act_alpha, act_beta;
   bool dead; /* removed by a pass; skipped everywhere */
+  /* Kernel state from the op's prepare hook at engine build (packed weights), read-only afterwards and
+   * shared by every plan and thread; freed with the engine through prepared_free. NULL when none. */
+  void *prepared;
+  void (*prepared_free)(void *prepared);
 } keel_node;
 
 typedef struct keel_opset_import {

@@ -155,8 +155,8 @@ static keel_status *nn_half_run(keel_run_fn inner, const keel_node *n, const kee
 
 HALF_WRAP(conv, nn_conv_infer, nn_conv_run, nn_conv_workspace)
 HALF_WRAP(convt, nn_convt_infer, nn_convt_run, nn_convt_workspace)
-HALF_WRAP(gemm, nn_gemm_infer, nn_gemm_run, NULL)
-HALF_WRAP(matmul, nn_matmul_infer, nn_matmul_run, NULL)
+HALF_WRAP(gemm, nn_gemm_infer, nn_gemm_run, nn_gemm_workspace)
+HALF_WRAP(matmul, nn_matmul_infer, nn_matmul_run, nn_matmul_workspace)
 HALF_WRAP(bn, nn_bn_infer, nn_bn_run, nn_bn_workspace)
 HALF_WRAP(ln, nn_ln_infer, nn_ln_run, nn_ln_workspace)
 HALF_WRAP(in, nn_in_infer, nn_in_run, NULL)

@@ -1,13 +1,20 @@
-/* Conv and ConvTranspose (float32, float64): im2col / col2im into the planned workspace + OpenBLAS GEMM.
- * 1x1 stride-1 unpadded convolutions multiply straight from the input; depthwise convolutions accumulate
- * kernel taps directly. The fused activation (node->act) is applied to the output at the end. */
+/* Conv and ConvTranspose (float32, float64): im2col / col2im into the planned workspace + GEMM.
+ * float32 Conv uses keel's GEMM (backend/cpu/gemm.h) with the weights as the A operand, packed once per
+ * group at engine build (nn_conv_prepare), and bias + activation in its epilogue: Y[M, HW] = W[M, C k k] x
+ * cols[C k k, HW]. 1x1 stride-1 unpadded convolutions multiply straight from the input; 2-D depthwise
+ * convolutions go to keel_conv_dw_f32 (ops/nn_conv_dw.h). float64 and ConvTranspose use OpenBLAS; their
+ * fused activation (node->act) is applied to the output at the end. */
 #include <limits.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cblas.h>
 
+#include "backend/cpu/gemm.h"
+#include "backend/cpu/threadpool.h"
 #include "ops/act.h"
+#include "ops/nn_conv_dw.h"
 #include "ops/nn_internal.h"
 
 typedef struct nn_conv_geom {
@@ -167,14 +174,208 @@ keel_status *nn_conv_infer(const keel_node *n, const keel_view *in, int n_in, ke
   return NULL;
 }
 
+/* Implicit im2col when the convolution is (at most) 2-D. */
+static bool conv_implicit(const nn_conv_geom *g) { return g->w3.k[0] == 1 && g->w3.out[0] == 1 && g->w3.in[0] == 1; }
+
+/* 2-D float32 depthwise: keel_conv_dw_f32. */
+static bool conv_is_dw2d(const nn_conv_geom *g, keel_dtype dt) {
+  return dt == KEEL_FLOAT32 && g->Cg == 1 && g->group == g->C && g->M == g->C && g->ndim == 4 && !g->pointwise;
+}
+
+/* im2col bytes (64-byte aligned) then, for float32, the GEMM's scratch. */
 static size_t conv_ws_bytes(const nn_conv_geom *g, keel_dtype dt) {
-  if (g->pointwise || g->Cg == 1 || g->out_prod < 0) return 0;
-  int64_t e;
-  size_t bytes;
-  if (!keel_mul_i64(g->Cg, g->kprod, &e) || !keel_mul_i64(e, g->chunk_rows * g->w3.out[2], &e) ||
-      !keel_shape_nbytes(e, keel_dtype_size(dt), &bytes))
-    return SIZE_MAX;
+  if (g->out_prod < 0 || conv_is_dw2d(g, dt)) return 0;
+  size_t bytes = 0;
+  if (dt == KEEL_FLOAT32 && !g->pointwise && conv_implicit(g))
+    return keel_gemm_workspace(g->Mg, g->out_prod, g->Cg * g->kprod, false, false);
+  if (!g->pointwise && g->Cg > 1) {
+    int64_t e;
+    if (!keel_mul_i64(g->Cg, g->kprod, &e) || !keel_mul_i64(e, g->chunk_rows * g->w3.out[2], &e) ||
+        !keel_shape_nbytes(e, keel_dtype_size(dt), &bytes))
+      return SIZE_MAX;
+    bytes = (bytes + 63) & ~(size_t)63;
+  }
+  if (dt == KEEL_FLOAT32 && !(g->Cg == 1 && !g->pointwise)) {
+    int64_t cols = g->pointwise ? g->out_prod : g->chunk_rows * g->w3.out[2];
+    bytes += keel_gemm_workspace(g->Mg, cols, g->Cg * g->kprod, false, false);
+  }
   return bytes;
+}
+
+/* ---- float32 through keel's GEMM ---- */
+
+/* Weights packed per group as GEMM A operands (rows: the group's output channels, K: Cg * kernel). */
+typedef struct conv_prep {
+  const void *src; /* W's data: used only while the call's W is this constant */
+  int64_t M, K, group;
+  keel_gemm_packed *pa[];
+} conv_prep;
+
+static void conv_prep_free(void *p) {
+  conv_prep *c = p;
+  for (int64_t i = 0; i < c->group; i++) keel_gemm_packed_free(c->pa[i]);
+  free(c);
+}
+
+keel_status *nn_conv_prepare(keel_node *n, const keel_graph *g); /* called by keel_nn_prepare (nn_gemm.c) */
+keel_status *nn_conv_prepare(keel_node *n, const keel_graph *g) {
+  if (n->n_inputs < 2 || n->inputs[1] < 0) return NULL;
+  const keel_tensor *w = g->values[n->inputs[1]].constant;
+  if (!w || keel_tensor_dtype(w) != KEEL_FLOAT32 || keel_tensor_ndim(w) < 3) return NULL;
+  const int64_t *d = keel_tensor_dims(w);
+  const int64_t group = keel_attr_int(n, "group", 1), M = d[0];
+  if (group < 1 || M % group || group > 1 << 20) return NULL;
+  const int64_t K = keel_tensor_numel(w) / (M > 0 ? M : 1), Mg = M / group;
+  if (K < 1 || Mg < 1 || (d[1] == 1 && group == M)) return NULL; /* depthwise: no GEMM */
+  conv_prep *c = calloc(1, sizeof *c + sizeof(keel_gemm_packed *) * (size_t)group);
+  if (!c) return NULL;
+  c->src = keel_tensor_data_const(w);
+  c->M = M;
+  c->K = K;
+  c->group = group;
+  for (int64_t i = 0; i < group; i++) {
+    c->pa[i] = keel_gemm_pack_a((const float *)c->src + i * Mg * K, Mg, K, K, 1);
+    if (!c->pa[i]) {
+      conv_prep_free(c);
+      return NULL;
+    }
+  }
+  n->prepared = c;
+  n->prepared_free = conv_prep_free;
+  return NULL;
+}
+
+/* Implicit im2col: B(k, j) of the convolution GEMM read straight from the input into the GEMM's panels, for
+ * one image and group of a 1-D / 2-D convolution (k = (c, kh, kw), j = (oh, ow)). Skips the column buffer
+ * and its second pass. */
+typedef struct conv_src {
+  const float *x; /* the group's first input channel */
+  const nn_window *w;
+  int64_t N; /* columns: OH * OW */
+} conv_src;
+
+/* Copy `run` input columns starting at iw0 with stride sw from row (IW wide) into d, zeros outside [0, IW).
+ * Runs are at most a panel (32) long: whole 16-float blocks are constant-size copies (inline moves, where a
+ * loop would become a memcpy call), and stride 1 needs no division. */
+static inline void conv_copy_run(float *restrict d, const float *restrict row, int64_t iw0, int64_t sw, int64_t run,
+                                 int64_t IW) {
+  int64_t lo, hi; /* valid r: 0 <= iw0 + r*sw < IW */
+  if (sw == 1) {
+    lo = iw0 >= 0 ? 0 : -iw0;
+    hi = IW - iw0;
+  } else {
+    lo = iw0 >= 0 ? 0 : (-iw0 + sw - 1) / sw;
+    hi = iw0 >= IW ? 0 : (IW - 1 - iw0) / sw + 1;
+  }
+  if (hi > run) hi = run;
+  if (hi < 0) hi = 0;
+  if (lo > hi) lo = hi;
+  for (int64_t r = 0; r < lo; r++) d[r] = 0.0f;
+  int64_t r = lo;
+  if (sw == 1) {
+    const float *src = row + iw0;
+    for (; r + 16 <= hi; r += 16) memcpy(d + r, src + r, 16 * sizeof(float));
+    for (; r < hi; r++) d[r] = src[r];
+  } else {
+    for (; r < hi; r++) d[r] = row[iw0 + r * sw];
+  }
+  for (r = hi; r < run; r++) d[r] = 0.0f;
+}
+
+static void conv_pack_b(const void *ctx, float *dst, int64_t k0, int64_t kc, int64_t j0, int64_t nj, int nr) {
+  const conv_src *cs = ctx;
+  const nn_window *w = cs->w;
+  const int64_t IH = w->in[1], IW = w->in[2], OW = w->out[2], KH = w->k[1], KW = w->k[2];
+  const int64_t sh = w->s[1], sw = w->s[2], dh = w->d[1], dw = w->d[2], ph = w->pb[1], pw = w->pb[2];
+  const int64_t panels = (nj + nr - 1) / nr;
+  for (int64_t p = 0; p < panels; p++) {
+    /* The panel's columns as runs along output rows: (offset in panel, length, oh, ow); at most nr (<= 32)
+     * runs, one per output row when OW is 1. */
+    enum { MAX_SEG = 32 };
+    int64_t seg_t[MAX_SEG], seg_n[MAX_SEG], seg_oh[MAX_SEG], seg_ow[MAX_SEG];
+    int nseg = 0;
+    const int64_t jb = j0 + p * nr, je = jb + nr < cs->N ? jb + nr : cs->N;
+    const int64_t valid = je - jb;
+    for (int64_t j = jb, oh = jb / OW, ow = jb % OW; j < je && nseg < MAX_SEG; oh++, ow = 0) {
+      const int64_t run = OW - ow < je - j ? OW - ow : je - j;
+      seg_t[nseg] = j - jb, seg_n[nseg] = run, seg_oh[nseg] = oh, seg_ow[nseg] = ow;
+      nseg++;
+      j += run;
+    }
+    float *restrict d = dst + p * kc * nr;
+    int64_t c = k0 / (KH * KW), kh = k0 / KW % KH, kw = k0 % KW;
+    for (int64_t k = 0; k < kc; k++, d += nr) {
+      const float *xc = cs->x + c * IH * IW;
+      const int64_t hoff = kh * dh - ph, woff = kw * dw - pw;
+      for (int sgi = 0; sgi < nseg; sgi++) {
+        const int64_t ih = seg_oh[sgi] * sh + hoff;
+        float *ds = d + seg_t[sgi];
+        if (ih < 0 || ih >= IH)
+          for (int64_t r = 0; r < seg_n[sgi]; r++) ds[r] = 0.0f;
+        else
+          conv_copy_run(ds, xc + ih * IW, seg_ow[sgi] * sw + woff, sw, seg_n[sgi], IW);
+      }
+      for (int64_t t = valid; t < nr; t++) d[t] = 0.0f;
+      if (++kw == KW) {
+        kw = 0;
+        if (++kh == KH) kh = 0, c++;
+      }
+    }
+  }
+}
+
+static bool conv_f32_gemm(const keel_node *n, const nn_conv_geom *g, const float *x, const float *w, const float *b,
+                          float *y, char *ws, size_t ws_bytes, int nt) {
+  const int64_t K = g->Cg * g->kprod, P = g->out_prod;
+  const conv_prep *cp = n->prepared;
+  if (cp && (n->prepared_free != conv_prep_free || cp->src != w || cp->M != g->M || cp->K != K ||
+             cp->group != g->group))
+    cp = NULL;
+  const bool implicit = !g->pointwise && conv_implicit(g);
+  size_t col_bytes = 0;
+  if (!g->pointwise && !implicit) col_bytes = ((size_t)K * (size_t)(g->chunk_rows * g->w3.out[2]) * sizeof(float) + 63) & ~(size_t)63;
+  float *col = (float *)ws;
+  char *gws = ws + col_bytes;
+  size_t gws_bytes = ws_bytes > col_bytes ? ws_bytes - col_bytes : 0;
+  keel_gemm_epilogue e = {.act = n->act, .act_alpha = n->act_alpha, .act_beta = n->act_beta};
+  for (int64_t in = 0; in < g->N; in++)
+    for (int64_t grp = 0; grp < g->group; grp++) {
+      const float *xg = x + (in * g->C + grp * g->Cg) * g->in_prod;
+      float *yg = y + (in * g->M + grp * g->Mg) * P;
+      keel_gemm_operand oa = {w + grp * g->Mg * K, K, 1, cp ? cp->pa[grp] : NULL};
+      e.row_bias = b ? b + grp * g->Mg : NULL;
+      if (g->pointwise) {
+        keel_gemm_operand ob = {xg, P, 1, NULL};
+        if (!keel_sgemm(g->Mg, P, K, 1.0f, &oa, &ob, yg, P, &e, gws, gws_bytes, nt)) return false;
+        continue;
+      }
+      if (implicit) {
+        conv_src src = {xg, &g->w3, P};
+        keel_gemm_operand ob = {.pack = conv_pack_b, .pack_ctx = &src};
+        if (!keel_sgemm(g->Mg, P, K, 1.0f, &oa, &ob, yg, P, &e, gws, gws_bytes, nt)) return false;
+        continue;
+      }
+      /* im2col a block of output rows at a time so the column buffer stays in cache for the GEMM. */
+      const int64_t OW = g->w3.out[2], rows = g->w3.out[0] * g->w3.out[1];
+      for (int64_t r0 = 0; r0 < rows; r0 += g->chunk_rows) {
+        const int64_t r1 = r0 + g->chunk_rows < rows ? r0 + g->chunk_rows : rows, nc = (r1 - r0) * OW;
+        im2col_f32(xg, g->Cg, &g->w3, col, r0, r1);
+        keel_gemm_operand ob = {col, nc, 1, NULL};
+        if (!keel_sgemm(g->Mg, nc, K, 1.0f, &oa, &ob, yg + r0 * OW, P, &e, gws, gws_bytes, nt)) return false;
+      }
+    }
+  return true;
+}
+
+static void conv_f32_dw(const keel_node *n, const nn_conv_geom *g, const float *x, const float *w, const float *b,
+                        float *y, int nt) {
+  const nn_window *v = &g->w3;
+  keel_conv_dw_params p = {.N = g->N, .C = g->C, .H = v->in[1], .W = v->in[2], .OH = v->out[1], .OW = v->out[2],
+                           .kh = (int)v->k[1], .kw = (int)v->k[2], .sh = (int)v->s[1], .sw = (int)v->s[2],
+                           .dh = (int)v->d[1], .dw = (int)v->d[2], .pad_top = (int)v->pb[1],
+                           .pad_left = (int)v->pb[2], .act = n->act, .act_alpha = n->act_alpha,
+                           .act_beta = n->act_beta};
+  keel_conv_dw_f32(&p, x, w, b, y, nt);
 }
 
 size_t nn_conv_workspace(const keel_node *n, const keel_view *in, int n_in, const keel_view *out, int n_out) {
@@ -199,8 +400,16 @@ keel_status *nn_conv_run(const keel_node *n, const keel_view *in, int n_in, keel
   size_t numel = (size_t)keel_view_numel(&out[0]);
   if (numel == 0) return NULL;
   if (in[0].dtype == KEEL_FLOAT32) {
-    conv_f32(&g, in[0].data, in[1].data, b, out[0].data, ex->workspace);
-    keel_act_apply_f32(out[0].data, numel, n->act, n->act_alpha, n->act_beta);
+    const int nt = keel_threads_effective(ex->num_threads);
+    if (conv_is_dw2d(&g, KEEL_FLOAT32)) {
+      conv_f32_dw(n, &g, in[0].data, in[1].data, b, out[0].data, nt);
+    } else if (g.Cg == 1 && !g.pointwise) {
+      conv_f32(&g, in[0].data, in[1].data, b, out[0].data, ex->workspace); /* 1-D / 3-D depthwise */
+      keel_act_apply_f32(out[0].data, numel, n->act, n->act_alpha, n->act_beta);
+    } else if (!conv_f32_gemm(n, &g, in[0].data, in[1].data, b, out[0].data, ex->workspace, ex->workspace_bytes,
+                              nt)) {
+      return keel_error(KEEL_OUT_OF_MEMORY, "out of memory for GEMM scratch");
+    }
   } else {
     conv_f64(&g, in[0].data, in[1].data, b, out[0].data, ex->workspace);
     keel_act_apply_f64(out[0].data, numel, n->act, n->act_alpha, n->act_beta);

@@ -1,15 +1,75 @@
-/* Gemm and MatMul. float32 / float64 go to OpenBLAS (cblas_sgemm / cblas_dgemm); 32/64-bit integers use a
- * plain i-k-j loop with wrap-around arithmetic (as ONNX Runtime does). Both apply node->act (fused
- * activation). MatMul also takes an optional third input: a bias of length N added to every row, which the
- * fusion pass creates from MatMul+Add. */
+/* Gemm and MatMul. float32 goes to keel's GEMM (backend/cpu/gemm.h), with a constant B packed once at
+ * engine build (keel_nn_prepare) and bias / activation applied in its epilogue; float64 to OpenBLAS
+ * (cblas_dgemm), as do float32 single-row products without a packed B (GEMV streams B once); 32/64-bit
+ * integers use a plain i-k-j loop with wrap-around arithmetic (as ONNX Runtime does). All apply node->act
+ * (fused activation). MatMul also takes an optional third input: a bias of length N added to every row,
+ * which the fusion pass creates from MatMul+Add. */
 #include <limits.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cblas.h>
 
+#include "backend/cpu/gemm.h"
+#include "backend/cpu/threadpool.h"
 #include "ops/act.h"
 #include "ops/nn_internal.h"
+
+/* ---------------------------------------------------------------- packed constant B (Gemm, MatMul) */
+
+typedef struct mm_prep {
+  const void *src; /* the constant's data: the run uses the packing only when B is still this */
+  int64_t K, N;
+  keel_gemm_packed *pb;
+} mm_prep;
+
+static void mm_prep_free(void *p) {
+  mm_prep *m = p;
+  keel_gemm_packed_free(m->pb);
+  free(m);
+}
+
+/* The packed B of node n when it matches this call's B (same data, K, N); NULL otherwise. */
+static const keel_gemm_packed *mm_packed(const keel_node *n, const keel_view *b, int64_t K, int64_t N) {
+  const mm_prep *m = n->prepared;
+  if (!m || n->prepared_free != mm_prep_free || m->src != b->data || m->K != K || m->N != N) return NULL;
+  return m->pb;
+}
+
+static void mm_prepare(keel_node *n, const keel_graph *g, bool is_gemm) {
+  if (n->n_inputs < 2 || n->inputs[1] < 0 || n->inputs[0] < 0) return;
+  const keel_tensor *b = g->values[n->inputs[1]].constant;
+  if (!b || keel_tensor_dtype(b) != KEEL_FLOAT32 || keel_tensor_ndim(b) != 2) return;
+  const keel_value *a = &g->values[n->inputs[0]];
+  if (a->dtype != KEEL_DTYPE_UNDEFINED && a->dtype != KEEL_FLOAT32) return;
+  const int64_t *d = keel_tensor_dims(b);
+  const bool tb = is_gemm && keel_attr_int(n, "transB", 0) != 0;
+  const int64_t K = tb ? d[1] : d[0], N = tb ? d[0] : d[1];
+  if (K < 1 || N < 1) return;
+  mm_prep *m = calloc(1, sizeof *m);
+  if (!m) return;
+  m->src = keel_tensor_data_const(b);
+  m->K = K;
+  m->N = N;
+  m->pb = tb ? keel_gemm_pack_b(m->src, K, N, 1, K) : keel_gemm_pack_b(m->src, K, N, N, 1);
+  if (!m->pb) {
+    free(m);
+    return;
+  }
+  n->prepared = m;
+  n->prepared_free = mm_prep_free;
+}
+
+keel_status *nn_conv_prepare(keel_node *n, const keel_graph *g); /* nn_conv.c */
+
+keel_status *keel_nn_prepare(keel_node *n, const keel_graph *g) {
+  if (n->domain[0] || n->prepared) return NULL;
+  if (!strcmp(n->op_type, "Gemm")) mm_prepare(n, g, true);
+  else if (!strcmp(n->op_type, "MatMul")) mm_prepare(n, g, false);
+  else if (!strcmp(n->op_type, "Conv")) return nn_conv_prepare(n, g);
+  return NULL;
+}
 
 static bool gemm_dtype_ok(keel_dtype t) {
   return t == KEEL_FLOAT32 || t == KEEL_FLOAT64 || t == KEEL_INT32 || t == KEEL_INT64 || t == KEEL_UINT32 ||
@@ -151,6 +211,18 @@ keel_status *nn_gemm_infer(const keel_node *n, const keel_view *in, int n_in, ke
   return NULL;
 }
 
+/* Scratch for keel's GEMM (float32): the panels of the operands that are not pre-packed (planned). */
+size_t nn_gemm_workspace(const keel_node *n, const keel_view *in, int n_in, const keel_view *out, int n_out) {
+  gemm_geom g;
+  keel_status *s = gemm_geom_get(n, in, n_in, &g);
+  if (s) {
+    keel_status_free(s);
+    return 0;
+  }
+  if (in[0].dtype != KEEL_FLOAT32 || g.M < 1 || g.N < 1) return 0;
+  return keel_gemm_workspace(g.M, g.N, g.K, false, mm_packed(n, &in[1], g.K, g.N) != NULL);
+}
+
 keel_status *nn_gemm_run(const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out,
                          keel_exec *ex) {
   gemm_geom g;
@@ -164,6 +236,25 @@ keel_status *nn_gemm_run(const keel_node *n, const keel_view *in, int n_in, keel
   const int64_t M = g.M, N = g.N, K = g.K;
   if (M == 0 || N == 0) return NULL;
   const int lda = (int)(in[0].dims[1] > 0 ? in[0].dims[1] : 1), ldb = (int)(in[1].dims[1] > 0 ? in[1].dims[1] : 1);
+  const keel_gemm_packed *pb = t == KEEL_FLOAT32 ? mm_packed(n, &in[1], K, N) : NULL;
+  if (t == KEEL_FLOAT32 && (M > 1 || pb)) {
+    keel_gemm_operand oa = {A, g.ta ? 1 : lda, g.ta ? lda : 1, NULL}, ob = {B, g.tb ? 1 : ldb, g.tb ? ldb : 1, pb};
+    keel_gemm_epilogue e = {.act = n->act, .act_alpha = n->act_alpha, .act_beta = n->act_beta};
+    const float *Cf = C;
+    if (C && g.c_rs == 0 && g.c_cs == 1 && beta == 1.0f) {
+      e.col_bias = Cf; /* a bias row: added in the epilogue */
+    } else if (C && g.c_rs == 1 && g.c_cs == 0 && beta == 1.0f) {
+      e.row_bias = Cf;
+    } else if (C) {
+      for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < N; j++) ((float *)Y)[i * N + j] = beta * Cf[i * g.c_rs + j * g.c_cs];
+      e.beta = 1.0f;
+    }
+    if (!keel_sgemm(M, N, K, alpha, &oa, &ob, Y, N, &e, ex->workspace, ex->workspace_bytes,
+                    keel_threads_effective(ex->num_threads)))
+      return keel_error(KEEL_OUT_OF_MEMORY, "out of memory for GEMM scratch");
+    return NULL;
+  }
   if (t == KEEL_FLOAT32 || t == KEEL_FLOAT64) {
     const bool f32 = t == KEEL_FLOAT32;
     /* Y = beta * C (broadcast), then Y += alpha * op(A) op(B). */
@@ -335,6 +426,54 @@ static void fill_rows(keel_dtype t, void *Y, int64_t rows, int64_t N, const void
   for (int64_t i = 1; i < rows; i++) memcpy(y + (size_t)(i * N) * e, y, (size_t)N * e);
 }
 
+size_t nn_matmul_workspace(const keel_node *n, const keel_view *in, int n_in, const keel_view *out, int n_out) {
+  mm_geom g;
+  keel_status *s = mm_geom_get(n, in, n_in, &g, false);
+  if (s) {
+    keel_status_free(s);
+    return 0;
+  }
+  if (in[0].dtype != KEEL_FLOAT32 || g.M < 1 || g.N < 1) return 0;
+  const bool packed = g.b_batch == 1 && !g.b1 && mm_packed(n, &in[1], g.K, g.N) != NULL;
+  return keel_gemm_workspace(g.M, g.N, g.K, false, packed);
+}
+
+/* float32 through keel's GEMM: `calls` products of rows x K by K x N (one when B is shared: A's batch folded
+ * into rows), bias and activation in the epilogue. */
+static keel_status *matmul_f32(const keel_node *n, const mm_geom *g, const keel_view *in, char *Y, int64_t rows,
+                               int64_t calls, const keel_gemm_packed *pb, keel_exec *ex) {
+  const int64_t M = g->M, N = g->N, K = g->K;
+  const float *A = in[0].data, *B = in[1].data;
+  keel_gemm_epilogue e = {.act = n->act, .act_alpha = n->act_alpha, .act_beta = n->act_beta};
+  if (g->has_bias) {
+    if (keel_view_numel(&in[2]) == N) {
+      e.col_bias = in[2].data;
+    } else {
+      fill_rows(KEEL_FLOAT32, Y, calls * rows, N, in[2].data, keel_view_numel(&in[2]));
+      e.beta = 1.0f;
+    }
+  }
+  const int nt = keel_threads_effective(ex->num_threads);
+  int64_t idx[KEEL_MAX_DIMS] = {0};
+  int64_t ao = 0, bo = 0;
+  for (int64_t c = 0; c < calls; c++) {
+    keel_gemm_operand oa = {A + ao * M * K, K, 1, NULL}, ob = {B + bo * K * N, N, 1, pb};
+    if (!keel_sgemm(rows, N, K, 1.0f, &oa, &ob, (float *)Y + c * rows * N, N, &e, ex->workspace, ex->workspace_bytes,
+                    nt))
+      return keel_error(KEEL_OUT_OF_MEMORY, "out of memory for GEMM scratch");
+    for (int i = g->nb - 1; i >= 0 && calls > 1; i--) {
+      idx[i]++;
+      ao += g->a_bs[i];
+      bo += g->b_bs[i];
+      if (idx[i] < g->batch[i]) break;
+      ao -= g->a_bs[i] * idx[i];
+      bo -= g->b_bs[i] * idx[i];
+      idx[i] = 0;
+    }
+  }
+  return NULL;
+}
+
 keel_status *nn_matmul_run(const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out,
                            keel_exec *ex) {
   mm_geom g;
@@ -350,6 +489,8 @@ keel_status *nn_matmul_run(const keel_node *n, const keel_view *in, int n_in, ke
   /* When B is one shared matrix, A's batch folds into the rows: one GEMM of (batch*M) x K by K x N. */
   bool fold = g.b_batch == 1;
   int64_t rows = fold ? total_batch * M : M, calls = fold ? 1 : total_batch;
+  const keel_gemm_packed *pb = t == KEEL_FLOAT32 && fold && !g.b1 ? mm_packed(n, &in[1], K, N) : NULL;
+  if (t == KEEL_FLOAT32 && (rows > 1 || pb)) return matmul_f32(n, &g, in, Y, rows, calls, pb, ex);
   if (is_f) KEEL_TRY(blas_range(rows, N, K, 0));
   if (g.has_bias)
     fill_rows(t, Y, total_batch * M, N, in[2].data, keel_view_numel(&in[2]));

@@ -73,6 +73,9 @@ keel_status *nn_qconv_run(const keel_node *n, const keel_view *in, int n_in, kee
 
 /* ---- nn_gemm.c ---- */
 keel_status *nn_gemm_infer(const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out);
+/* scratch for the float32 GEMM's panels of operands that are not pre-packed */
+size_t nn_gemm_workspace(const keel_node *n, const keel_view *in, int n_in, const keel_view *out, int n_out);
+size_t nn_matmul_workspace(const keel_node *n, const keel_view *in, int n_in, const keel_view *out, int n_out);
 keel_status *nn_gemm_run(const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out,
                          keel_exec *ex);
 keel_status *nn_matmul_infer(const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out);

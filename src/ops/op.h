@@ -50,6 +50,11 @@ typedef size_t (*keel_workspace_fn)(const keel_node *n, const keel_view *in, int
                                     int n_out);
 typedef keel_status *(*keel_run_fn)(const keel_node *n, const keel_view *in, int n_in, keel_view *out,
                                     int n_out, keel_exec *ex);
+/* Called once per node at engine build, after the graph passes: may build immutable kernel state from the
+ * node's constant inputs (packed weights) into n->prepared / n->prepared_free. Every plan and thread then
+ * reads it without locks; run must still work when it is absent (constant folding runs nodes before). An
+ * error fails the load; a prepare that cannot help (a non-constant weight, out of memory) just returns NULL. */
+typedef keel_status *(*keel_prepare_fn)(keel_node *n, const keel_graph *g);
 
 typedef struct keel_op_def {
   const char *op_type;
@@ -61,7 +66,12 @@ typedef struct keel_op_def {
   keel_workspace_fn workspace; /* may be NULL */
   /* May the output share the buffer of input `inplace_input` (elementwise, same size)? -1: never. */
   int inplace_input;
+  keel_prepare_fn prepare; /* may be NULL (last so positional table entries need not name it) */
 } keel_op_def;
+
+/* The prepare step for Conv / Gemm / MatMul (ops/nn_gemm.c), used for nodes whose definition has no
+ * prepare of its own (the nn table predates the hook); does nothing for other nodes. */
+keel_status *keel_nn_prepare(keel_node *n, const keel_graph *g);
 
 /* Highest ONNX default-domain opset keel accepts (onnx 1.22 defines 27). Operators whose semantics changed
  * after their last table entry must add one; the node suites check. */

@@ -12,6 +12,7 @@
 #include "core/tensor_internal.h"
 #include "graph/passes.h"
 #include "onnx/onnx_import.h"
+#include "ops/op.h"
 #include "runtime/engine_internal.h"
 #include "runtime/interp.h"
 
@@ -49,6 +50,27 @@ static keel_status *build(keel_graph *g, const keel_engine_options *opt) {
   return NULL;
 }
 
+/* Kernel state from constant inputs (packed weights), once per node of the top-level graph. */
+static keel_status *prepare_nodes(keel_graph *g) {
+  for (int i = 0; i < g->n_nodes; i++) {
+    keel_node *n = &g->nodes[i];
+    if (n->dead || !n->op) continue;
+    keel_prepare_fn fn = n->op->prepare ? n->op->prepare : keel_nn_prepare;
+    keel_status *s = fn(n, g);
+    if (s) return keel_error_prefix(s, "%s: ", keel_node_desc(n));
+  }
+  return NULL;
+}
+
+static void unprepare_nodes(keel_graph *g) {
+  for (int i = 0; i < g->n_nodes; i++) {
+    keel_node *n = &g->nodes[i];
+    if (n->prepared && n->prepared_free) n->prepared_free(n->prepared);
+    n->prepared = NULL;
+    n->prepared_free = NULL;
+  }
+}
+
 keel_status *keel_engine_load_memory(const void *data, size_t size, const char *base_dir,
                                      const keel_engine_options *opt, keel_engine **out) {
   if (!out) return keel_error(KEEL_INVALID_ARGUMENT, "keel_engine_load: out is NULL");
@@ -68,12 +90,15 @@ keel_status *keel_engine_load_memory(const void *data, size_t size, const char *
   int loaded = g->n_nodes;
   g->max_tensor_elements = o.max_tensor_elements; /* folding and planning respect it */
   keel_status *s = build(g, &o);
+  if (!s) s = prepare_nodes(g);
   if (s) {
+    unprepare_nodes(g);
     keel_graph_destroy(g);
     return s;
   }
   keel_engine *e = calloc(1, sizeof *e);
   if (!e) {
+    unprepare_nodes(g);
     keel_graph_destroy(g);
     return keel_error(KEEL_OUT_OF_MEMORY, "out of memory creating an engine");
   }
@@ -119,6 +144,7 @@ keel_engine *keel_engine_retain(keel_engine *e) {
 
 void keel_engine_release(keel_engine *e) {
   if (!e || atomic_fetch_sub(&e->refcount, 1) != 1) return;
+  unprepare_nodes(e->graph);
   keel_graph_destroy(e->graph);
   free(e);
 }
