@@ -15,7 +15,7 @@ static keel_status *control_infer(const keel_node *n, const keel_view *in, int n
 const keel_op_def keel_ops_control[] = {
     INTERP_OP("If", 1),
     INTERP_OP("Loop", 1),
-    INTERP_OP("Scan", 9),
+    INTERP_OP("Scan", 8), /* opset 8: batch axis 0 and sequence_lens; 9 on: scan axes */
     INTERP_OP("SequenceEmpty", 11),
     INTERP_OP("SequenceConstruct", 11),
     INTERP_OP("SequenceInsert", 11),

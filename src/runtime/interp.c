@@ -23,6 +23,19 @@ typedef struct {
 
 #define MAX_DEPTH 64
 
+/* The ml family's kernels (ops/ml.c: LabelEncoder, ArrayFeatureExtractor, TfIdfVectorizer...) take strings
+ * themselves and own any string outputs they make; everything else asks ops/string.c. */
+KEEL_OP_FAMILY(ml)
+
+static const keel_op_def *string_def_for(const keel_node *n, keel_strings_mode *mode) {
+  for (int i = 0; i < keel_ops_ml_count; i++)
+    if (n->op == &keel_ops_ml[i]) {
+      *mode = KEEL_STRINGS_OWNED;
+      return n->op;
+    }
+  return keel_string_def_for(n, mode);
+}
+
 static keel_status *run_graph(interp_ctx *cx, const keel_graph *g, keel_ivalue *const *inputs, int n_in,
                               const scope *parent, keel_ivalue **outputs);
 
@@ -333,6 +346,144 @@ done:
   return s;
 }
 
+/* Scan at opset 8: inputs are [sequence_lens], states [B, ...] and scan inputs [B, T, ...] (batch axis 0,
+ * scan axis 1). The body runs per batch row over that row's first sequence_lens[b] steps (all T if omitted;
+ * `directions` reverses within them); states come out [B, ...], scan outputs [B, T, ...] zero-padded after
+ * each row's length. */
+static keel_status *run_scan8(interp_ctx *cx, const keel_node *n, keel_ivalue **in, int n_formal, const scope *sc,
+                              keel_ivalue **out) {
+  const keel_graph *body = graph_attr(n, "body");
+  if (!body) return keel_error(KEEL_INVALID_MODEL, "Scan has no body graph");
+  int M = (int)keel_attr_int(n, "num_scan_inputs", -1);
+  int N = n_formal - 1 - M;
+  int K = body->n_outputs - N;
+  if (M < 1 || N < 0 || K < 0 || body->n_inputs != N + M || n->n_outputs != N + K)
+    return keel_error(KEEL_INVALID_MODEL, "Scan's num_scan_inputs=%d does not fit its %d inputs and body", M, n_formal);
+  keel_tensor *lens, *ts[64 + 64];
+  if (N + M > 128) return keel_error(KEEL_UNSUPPORTED, "Scan with more than 128 states and scan inputs");
+  KEEL_TRY(iv_as_tensor(in[0], "input", 0, &lens));
+  int64_t B = -1, T = -1;
+  for (int j = 0; j < N + M; j++) {
+    KEEL_TRY(iv_as_tensor(in[1 + j], "input", 1 + j, &ts[j]));
+    keel_tensor *x = ts[j];
+    bool scan_in = j >= N;
+    if (!x || x->ndim < (scan_in ? 2 : 1))
+      return keel_error(KEEL_INVALID_ARGUMENT, "Scan input %d must have a batch axis%s", 1 + j, scan_in ? " and a scan axis" : "");
+    if (B >= 0 && x->dims[0] != B) return keel_error(KEEL_SHAPE_MISMATCH, "Scan inputs have different batch sizes");
+    B = x->dims[0];
+    if (scan_in && T >= 0 && x->dims[1] != T) return keel_error(KEEL_SHAPE_MISMATCH, "Scan inputs have different sequence lengths");
+    if (scan_in) T = x->dims[1];
+  }
+  if (lens && (lens->dtype != KEEL_INT32 && lens->dtype != KEEL_INT64))
+    return keel_error(KEEL_INVALID_ARGUMENT, "Scan sequence_lens must be int32 or int64, got %s", keel_dtype_name(lens->dtype));
+  if (lens && keel_tensor_numel(lens) != B)
+    return keel_error(KEEL_SHAPE_MISMATCH, "Scan sequence_lens has %lld entries for a batch of %lld",
+                      (long long)keel_tensor_numel(lens), (long long)B);
+  for (int64_t b = 0; lens && b < B; b++) {
+    int64_t l = keel_view_get_i64(&(keel_view){lens->dtype, lens->ndim, {0}, lens->data}, b);
+    if (l < 0 || l > T)
+      return keel_error(KEEL_INVALID_ARGUMENT, "Scan sequence_lens[%lld] = %lld is outside [0, %lld]", (long long)b, (long long)l, (long long)T);
+  }
+  keel_status *s = NULL;
+  size_t slots = (size_t)B * (size_t)(N + K * (T > 0 ? T : 1));
+  keel_ivalue **res = calloc(slots + 1, sizeof *res); /* per row: N final states, then K x T parts */
+  keel_ivalue **state = calloc((size_t)N + 1, sizeof *state);
+  keel_ivalue **body_in = calloc((size_t)(N + M) + 1, sizeof *body_in);
+  keel_ivalue **body_out = calloc((size_t)body->n_outputs + 1, sizeof *body_out);
+  size_t row = (size_t)(N + K * (T > 0 ? T : 1));
+  if (!res || !state || !body_in || !body_out) {
+    s = keel_error(KEEL_OUT_OF_MEMORY, "out of memory running Scan");
+    goto done;
+  }
+  for (int64_t b = 0; b < B && !s; b++) {
+    int64_t len = lens ? keel_view_get_i64(&(keel_view){lens->dtype, lens->ndim, {0}, lens->data}, b) : T;
+    for (int i = 0; i < N && !s; i++) {
+      keel_tensor *st;
+      s = take_slice(ts[i], 0, b, cx->alloc, &st);
+      if (!s && !(state[i] = keel_iv_tensor(st))) s = iv_oom();
+    }
+    for (int64_t t = 0; t < len && !s; t++) {
+      for (int i = 0; i < N; i++) body_in[i] = state[i];
+      for (int j = 0; j < M && !s; j++) {
+        int64_t pos = attr_at(n, "directions", j, 0) ? len - 1 - t : t;
+        keel_tensor *rowt = NULL, *sl = NULL;
+        s = take_slice(ts[N + j], 0, b, cx->alloc, &rowt);
+        if (!s) s = take_slice(rowt, 0, pos, cx->alloc, &sl);
+        keel_tensor_release(rowt);
+        if (!s && !(body_in[N + j] = keel_iv_tensor(sl))) s = iv_oom();
+      }
+      if (!s) s = run_graph(cx, body, body_in, N + M, sc, body_out);
+      for (int j = 0; j < M; j++) {
+        keel_iv_release(body_in[N + j]);
+        body_in[N + j] = NULL;
+      }
+      if (s) break;
+      for (int i = 0; i < N; i++) {
+        keel_iv_release(state[i]);
+        state[i] = body_out[i];
+      }
+      for (int k = 0; k < K; k++) res[(size_t)b * row + (size_t)N + (size_t)k * (size_t)T + (size_t)t] = body_out[N + k];
+    }
+    for (int i = 0; i < N; i++) {
+      res[(size_t)b * row + (size_t)i] = state[i];
+      state[i] = NULL;
+    }
+  }
+  /* final states: stack the rows' states on the batch axis */
+  for (int i = 0; i < N && !s; i++) {
+    keel_dtype dt = ts[i]->dtype;
+    s = stack_values(&res[i], B, row, 0, false, dt, cx->alloc, &out[i]);
+  }
+  /* scan outputs [B, T, part...]: every part shaped like the first one found, zeros where a row ended */
+  for (int k = 0; k < K && !s; k++) {
+    keel_tensor *p0 = NULL;
+    for (size_t q = 0; q < (size_t)B * (size_t)T && !p0 && !s; q++) {
+      keel_ivalue *v = res[(q / (size_t)T) * row + (size_t)N + (size_t)k * (size_t)T + q % (size_t)T];
+      if (v) s = iv_as_tensor(v, "scan output", k, &p0);
+    }
+    if (s) break;
+    int64_t dims[KEEL_MAX_DIMS];
+    int nd = 2;
+    dims[0] = B, dims[1] = T;
+    keel_dtype dt = body->values[body->outputs[N + k]].dtype;
+    if (p0) {
+      if (p0->ndim + 2 > KEEL_MAX_DIMS) {
+        s = keel_error(KEEL_UNSUPPORTED, "Scan output %d has too high a rank", N + k);
+        break;
+      }
+      for (int d = 0; d < p0->ndim; d++) dims[nd++] = p0->dims[d];
+      dt = p0->dtype;
+    }
+    keel_tensor *o = NULL;
+    s = keel_tensor_create(dt ? dt : KEEL_FLOAT32, dims, nd, cx->alloc, &o);
+    if (s) break;
+    size_t es = keel_dtype_size(o->dtype), part = p0 ? (size_t)keel_tensor_numel(p0) * es : 0;
+    if (dt != KEEL_STRING && keel_tensor_nbytes(o)) memset(o->data, 0, keel_tensor_nbytes(o));
+    for (int64_t b = 0; b < B && !s; b++)
+      for (int64_t t = 0; t < T && !s; t++) {
+        keel_ivalue *v = res[(size_t)b * row + (size_t)N + (size_t)k * (size_t)T + (size_t)t];
+        keel_tensor *p;
+        if (!v) continue;
+        s = iv_as_tensor(v, "scan output", k, &p);
+        if (!s && (p->dtype != p0->dtype || !keel_shape_equal(p->dims, p->ndim, p0->dims, p0->ndim)))
+          s = keel_error(KEEL_SHAPE_MISMATCH, "scan output parts have different shapes across iterations");
+        if (!s && part) memcpy((char *)o->data + (size_t)(b * T + t) * part, p->data, part);
+      }
+    if (!s) s = own_or_release(&o);
+    else if (dt == KEEL_STRING) keel_strings_forget(o);
+    if (!s && !(out[N + k] = keel_iv_tensor(o))) s = iv_oom();
+    if (s) keel_tensor_release(o);
+  }
+done:
+  for (size_t q = 0; res && q < slots; q++) keel_iv_release(res[q]);
+  for (int i = 0; state && i < N; i++) keel_iv_release(state[i]);
+  free(res);
+  free(state);
+  free(body_in);
+  free(body_out);
+  return s;
+}
+
 /* SequenceMap: the body runs once per element of the first input (a sequence); sequence inputs give their
  * element at that position, tensor inputs are passed whole; each body output is gathered into a sequence. */
 static keel_status *run_sequence_map(interp_ctx *cx, const keel_node *n, keel_ivalue **in, int n_formal,
@@ -416,6 +567,7 @@ static keel_status *run_node(interp_ctx *cx, const keel_node *n, keel_ivalue **e
   bool onnx = n->domain[0] == 0;
   if (onnx && !strcmp(op, "If")) s = run_if(cx, n, in, n_formal, sc, out);
   else if (onnx && !strcmp(op, "Loop")) s = run_loop(cx, n, in, n_formal, sc, out);
+  else if (onnx && !strcmp(op, "Scan") && n->opset < 9) s = run_scan8(cx, n, in, n_formal, sc, out);
   else if (onnx && !strcmp(op, "Scan")) s = run_scan(cx, n, in, n_formal, sc, out);
   else if (onnx && !strcmp(op, "SequenceMap")) s = run_sequence_map(cx, n, in, n_formal, sc, out);
   else if (keel_interp_is_seq_op(n)) s = keel_interp_seq_run(n, in, n_formal, out, cx->alloc);
@@ -435,7 +587,7 @@ static keel_status *run_node(interp_ctx *cx, const keel_node *n, keel_ivalue **e
     }
     if (s) goto done;
     strs = keel_strings_involved(n, vin, n_formal);
-    if (strs && !(def = keel_string_def_for(n, &smode))) {
+    if (strs && !(def = string_def_for(n, &smode))) {
       s = keel_error(KEEL_UNSUPPORTED, "%s does not take string tensors", n->op_type);
       goto done;
     }
@@ -444,7 +596,7 @@ static keel_status *run_node(interp_ctx *cx, const keel_node *n, keel_ivalue **e
     for (int k = 0; !s && !strs && k < n->n_outputs; k++)
       if (vout[k].dtype == KEEL_STRING) { /* strings made from non-strings (Cast...) */
         strs = true;
-        const keel_op_def *d2 = keel_string_def_for(n, &smode);
+        const keel_op_def *d2 = string_def_for(n, &smode);
         if (!d2) s = keel_error(KEEL_UNSUPPORTED, "%s cannot produce string tensors", n->op_type);
         else if (d2 != def) {
           def = d2;

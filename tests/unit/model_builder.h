@@ -5,6 +5,7 @@
 #define KEEL_TEST_MODEL_BUILDER_H
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -83,6 +84,8 @@ static inline char **mb_names(mb *b, const char *csv, size_t *n) {
   return out;
 }
 
+#define MB_MAX_ATTRS 32 /* per node */
+
 static inline Onnx__NodeProto *mb_node(mb *b, const char *op, const char *domain, const char *ins, const char *outs) {
   Onnx__NodeProto *n = mb_alloc(b, sizeof *n);
   onnx__node_proto__init(n);
@@ -90,7 +93,7 @@ static inline Onnx__NodeProto *mb_node(mb *b, const char *op, const char *domain
   n->domain = mb_str(b, domain);
   n->input = mb_names(b, ins, &n->n_input);
   n->output = mb_names(b, outs, &n->n_output);
-  n->attribute = mb_alloc(b, sizeof(void *) * 8);
+  n->attribute = mb_alloc(b, sizeof(void *) * MB_MAX_ATTRS);
   b->nodes[b->n_nodes++] = n;
   return n;
 }
@@ -101,6 +104,10 @@ static inline Onnx__AttributeProto *mb_attr(mb *b, Onnx__NodeProto *n, const cha
   a->name = mb_str(b, name);
   a->has_type = 1;
   a->type = t;
+  if (n->n_attribute >= MB_MAX_ATTRS) {
+    fprintf(stderr, "model_builder: more than %d attributes on one node\n", MB_MAX_ATTRS);
+    abort(); /* a test-authoring error, not a runtime condition */
+  }
   n->attribute[n->n_attribute++] = a;
   return a;
 }
