@@ -7,6 +7,11 @@
  *                                                              folds into a MatMul/Gemm/Conv as act = GELU
  *   Softmax    [Div/Mul by a scalar] -> [Add mask] -> Softmax(last axis)
  *                                                           => keel.ScaleMaskSoftmax(x, mask; scale)
+ *   SkipLN     (after the LayerNorm fusion) Add(a, b) -> keel.LayerNorm
+ *                                                           => keel.SkipLayerNorm(a, b, gamma, beta; epsilon)
+ *   Attention  (after the above) MatMul(Transpose(q, 0 2 1 3), Transpose(k, 0 2 3 1)) -> ScaleMaskSoftmax
+ *              -> MatMul(., Transpose(v, 0 2 1 3)) -> Transpose(0 2 1 3)
+ *                                                           => keel.MultiHeadAttention(q, k, v, mask; scale)
  *
  * Every match is exact: operator types and default domain, opsets whose semantics are the numpy-broadcast
  * ones, reduction axes = -1 with keepdims, the constants' values, dtypes (float32) and ranks (scalars are
@@ -333,6 +338,103 @@ static keel_status *fuse_softmax(keel_graph *g, int i_sm, int *fused) {
   return NULL;
 }
 
+/* ---- residual Add + LayerNorm ---- */
+
+/* Anchor: a keel.LayerNorm built above whose input is an Add read by nothing else (the residual sum is not
+ * needed apart from its normalization). */
+static keel_status *fuse_skip_layernorm(keel_graph *g, int i_ln, int *fused) {
+  const keel_node *ln = &g->nodes[i_ln];
+  if (ln->dead || strcmp(ln->domain, "keel") || strcmp(ln->op_type, "LayerNorm") || ln->n_inputs != 3 ||
+      ln->n_outputs != 1)
+    return NULL;
+  const int x = ln->inputs[0];
+  const int i_add = producer_of(g, x);
+  if (i_add < 0 || !binary(&g->nodes[i_add], "Add") || only_reader(g, x) != i_ln) return NULL;
+  const int a = g->nodes[i_add].inputs[0], b = g->nodes[i_add].inputs[1];
+  if (a < 0 || b < 0) return NULL;
+  char base[400];
+  snprintf(base, sizeof base, "%s", ln->name);
+  const int gamma = ln->inputs[1], beta = ln->inputs[2], out = ln->outputs[0];
+  const float eps = keel_attr_float(ln, "epsilon", 1e-5f);
+  const int k = add_keel_node(g, base, "SkipLayerNorm", 4);
+  if (k < 0) return oom("SkipLayerNorm");
+  keel_node *f = &g->nodes[k];
+  f->inputs[0] = a;
+  f->inputs[1] = b;
+  f->inputs[2] = gamma;
+  f->inputs[3] = beta;
+  f->outputs[0] = out;
+  if (!set_float_attr(f, "epsilon", eps)) return oom("SkipLayerNorm");
+  g->nodes[i_ln].dead = true;
+  g->nodes[i_add].dead = true;
+  (*fused)++;
+  return NULL;
+}
+
+/* ---- multi-head attention ---- */
+
+/* Node i is a Transpose with exactly this 4-value perm attribute. */
+static bool transpose_perm(const keel_graph *g, int i, const int64_t *perm) {
+  if (i < 0) return false;
+  const keel_node *t = &g->nodes[i];
+  if (!is_onnx(t, "Transpose") || t->n_inputs != 1 || t->n_outputs != 1 || t->outputs[0] < 0) return false;
+  const int64_t *p = NULL;
+  if (keel_attr_ints(t, "perm", &p) != 4) return false;
+  for (int k = 0; k < 4; k++)
+    if (p[k] != perm[k]) return false;
+  return true;
+}
+
+static bool matmul2(const keel_node *n) {
+  return is_onnx(n, "MatMul") && n->n_inputs == 2 && n->n_outputs == 1 && n->outputs[0] >= 0;
+}
+
+/* Anchor: a keel.ScaleMaskSoftmax built above. Its scores come from Q.K^T of head-transposed operands and
+ * its probabilities go only into P.V whose result is transposed back: the four Transposes and both MatMuls
+ * read and feed nothing else, so the fused node computes every value that stays live. */
+static keel_status *fuse_attention(keel_graph *g, int i_sm, int *fused) {
+  static const int64_t to_heads[4] = {0, 2, 1, 3}, to_heads_t[4] = {0, 2, 3, 1};
+  const keel_node *sm = &g->nodes[i_sm];
+  if (sm->dead || strcmp(sm->domain, "keel") || strcmp(sm->op_type, "ScaleMaskSoftmax") || sm->n_outputs != 1)
+    return NULL;
+  const int scores = sm->inputs[0], probs = sm->outputs[0];
+  const int mask = sm->n_inputs > 1 ? sm->inputs[1] : -1;
+  const int i_mm1 = producer_of(g, scores);
+  if (i_mm1 < 0 || !matmul2(&g->nodes[i_mm1]) || only_reader(g, scores) != i_sm) return NULL;
+  const int qt = g->nodes[i_mm1].inputs[0], kt = g->nodes[i_mm1].inputs[1];
+  if (qt < 0 || kt < 0 || qt == kt) return NULL;
+  const int i_tq = producer_of(g, qt), i_tk = producer_of(g, kt);
+  if (!transpose_perm(g, i_tq, to_heads) || only_reader(g, qt) != i_mm1) return NULL;
+  if (!transpose_perm(g, i_tk, to_heads_t) || only_reader(g, kt) != i_mm1) return NULL;
+  const int i_mm2 = only_reader(g, probs);
+  if (i_mm2 < 0 || !matmul2(&g->nodes[i_mm2]) || g->nodes[i_mm2].inputs[0] != probs) return NULL;
+  const int vt = g->nodes[i_mm2].inputs[1];
+  const int i_tv = producer_of(g, vt);
+  if (!transpose_perm(g, i_tv, to_heads) || only_reader(g, vt) != i_mm2) return NULL;
+  const int o = g->nodes[i_mm2].outputs[0];
+  const int i_to = only_reader(g, o);
+  if (!transpose_perm(g, i_to, to_heads) || g->nodes[i_to].inputs[0] != o) return NULL;
+  const int q = g->nodes[i_tq].inputs[0], k = g->nodes[i_tk].inputs[0], v = g->nodes[i_tv].inputs[0];
+  if (q < 0 || k < 0 || v < 0) return NULL;
+  char base[400];
+  snprintf(base, sizeof base, "%s", g->nodes[i_to].name);
+  const float scale = keel_attr_float(sm, "scale", 1.0f);
+  const int out = g->nodes[i_to].outputs[0];
+  const int f = add_keel_node(g, base, "MultiHeadAttention", mask >= 0 ? 4 : 3);
+  if (f < 0) return oom("MultiHeadAttention");
+  keel_node *a = &g->nodes[f];
+  a->inputs[0] = q;
+  a->inputs[1] = k;
+  a->inputs[2] = v;
+  if (mask >= 0) a->inputs[3] = mask;
+  a->outputs[0] = out;
+  if (!set_float_attr(a, "scale", scale)) return oom("MultiHeadAttention");
+  const int dead[] = {i_tq, i_tk, i_mm1, i_sm, i_tv, i_mm2, i_to};
+  for (size_t j = 0; j < sizeof dead / sizeof dead[0]; j++) g->nodes[dead[j]].dead = true;
+  (*fused)++;
+  return NULL;
+}
+
 keel_status *keel_pass_fuse_patterns(keel_graph *g, keel_fuse_counts *counts) {
   keel_fuse_counts c = {0};
   const int n0 = g->n_nodes; /* nodes appended by the fusions are not anchors */
@@ -341,6 +443,11 @@ keel_status *keel_pass_fuse_patterns(keel_graph *g, keel_fuse_counts *counts) {
     if (is_onnx(&g->nodes[i], "ReduceMean")) KEEL_TRY(fuse_layernorm(g, i, &c.layernorm));
     else if (is_onnx(&g->nodes[i], "Erf")) KEEL_TRY(fuse_gelu(g, i, &c.gelu));
     else if (is_onnx(&g->nodes[i], "Softmax")) KEEL_TRY(fuse_softmax(g, i, &c.softmax));
+  }
+  const int n1 = g->n_nodes; /* the attention anchors are the ScaleMaskSoftmax nodes appended above */
+  for (int i = n0; i < n1; i++) {
+    KEEL_TRY(fuse_attention(g, i, &c.attention));
+    KEEL_TRY(fuse_skip_layernorm(g, i, &c.skip_layernorm));
   }
   if (counts) *counts = c;
   return NULL;

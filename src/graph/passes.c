@@ -326,7 +326,7 @@ keel_status *keel_pass_fuse(keel_graph *g) {
   keel_fuse_counts c;
   KEEL_TRY(keel_pass_fuse_patterns(g, &c));
   /* the fused nodes were appended: restore topological order (keel_pass_remove_dead relies on it) */
-  if (c.layernorm || c.gelu || c.softmax) KEEL_TRY(keel_graph_toposort(g));
+  if (c.layernorm || c.gelu || c.softmax || c.attention || c.skip_layernorm) KEEL_TRY(keel_graph_toposort(g));
   for (int i = 0; i < g->n_nodes; i++) {
     if (g->nodes[i].dead) continue;
     if (is_op(&g->nodes[i], "Conv")) KEEL_TRY(fuse_conv_bn(g, i));

@@ -20,9 +20,10 @@ keel_status *keel_pass_fuse(keel_graph *g);
 
 /* How many of each pattern keel_pass_fuse_patterns replaced. */
 typedef struct keel_fuse_counts {
-  int layernorm, gelu, softmax;
+  int layernorm, gelu, softmax, attention, skip_layernorm;
 } keel_fuse_counts;
-/* Decomposed LayerNorm, erf-GELU and scale/mask/Softmax chains into keel-domain operators (ops/fused.c);
+/* Decomposed LayerNorm, erf-GELU and scale/mask/Softmax chains, and the multi-head attention core around
+ * the latter (head Transposes, both MatMuls), and a residual Add ahead of a LayerNorm, into keel-domain operators (ops/fused.c, ops/fused_attn.c);
  * see graph/fuse_patterns.c for the exact patterns. counts may be NULL. */
 keel_status *keel_pass_fuse_patterns(keel_graph *g, keel_fuse_counts *counts);
 /* Drop nodes whose outputs nobody reads (graph outputs count as read). */

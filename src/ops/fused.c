@@ -4,13 +4,18 @@
  *
  *   LayerNorm(X, gamma, beta; epsilon)   (x - mean) / sqrt(var + epsilon) * gamma + beta over X's last axis;
  *                                        gamma and beta are 1-D (length of the last axis, or 1).
+ *   SkipLayerNorm(X, S, gamma, beta; epsilon)  LayerNorm(X + S): the residual Add in the same pass; X and S
+ *                                        broadcast as Add does.
  *   ScaleMaskSoftmax(X, [mask]; scale)   softmax(X * scale + mask) over the last axis; mask broadcasts.
- *   Gelu(X)                              0.5 x (1 + erf(x / sqrt 2)). */
+ *   Gelu(X)                              0.5 x (1 + erf(x / sqrt 2)).
+ *   MultiHeadAttention(Q, K, V, [mask]; scale)  per head softmax(Q K^T * scale + mask) V, heads not
+ *                                        transposed (ops/fused_attn.c). */
 #include <math.h>
 
 #include "ops/act.h"
 #include "ops/broadcast.h"
 #include "ops/fast_exp.h"
+#include "ops/fused_attn.h"
 #include "ops/op.h"
 
 #define KEEL_IN const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out
@@ -69,13 +74,15 @@ static float row_max(const float *x, int64_t n) {
 
 /* ---- LayerNorm ---- */
 
-static keel_status *ln_dims(const keel_view *in, int64_t *L, int64_t *G, int64_t *B, int64_t *OL) {
-  if (in[0].ndim < 1) return keel_error(KEEL_SHAPE_MISMATCH, "X must have at least one dimension");
-  if (in[1].ndim != 1 || in[2].ndim != 1)
-    return keel_error(KEEL_SHAPE_MISMATCH, "gamma and beta must be 1-D (ranks %d and %d)", in[1].ndim, in[2].ndim);
-  *L = in[0].dims[in[0].ndim - 1];
-  *G = in[1].dims[0];
-  *B = in[2].dims[0];
+/* x: the normalized input's shape; gb: gamma and beta (two views). */
+static keel_status *ln_dims_of(const int64_t *xd, int xnd, const keel_view *gb, int64_t *L, int64_t *G, int64_t *B,
+                               int64_t *OL) {
+  if (xnd < 1) return keel_error(KEEL_SHAPE_MISMATCH, "X must have at least one dimension");
+  if (gb[0].ndim != 1 || gb[1].ndim != 1)
+    return keel_error(KEEL_SHAPE_MISMATCH, "gamma and beta must be 1-D (ranks %d and %d)", gb[0].ndim, gb[1].ndim);
+  *L = xd[xnd - 1];
+  *G = gb[0].dims[0];
+  *B = gb[1].dims[0];
   int64_t ol = *L;
   const int64_t ds[2] = {*G, *B};
   for (int k = 0; k < 2; k++) {
@@ -92,6 +99,10 @@ static keel_status *ln_dims(const keel_view *in, int64_t *L, int64_t *G, int64_t
   return NULL;
 }
 
+static keel_status *ln_dims(const keel_view *in, int64_t *L, int64_t *G, int64_t *B, int64_t *OL) {
+  return ln_dims_of(in[0].dims, in[0].ndim, &in[1], L, G, B, OL);
+}
+
 static keel_status *infer_LayerNorm(KEEL_IN) {
   if (n_in != 3 || n_out < 1) return keel_error(KEEL_INVALID_MODEL, "LayerNorm takes X, gamma, beta");
   for (int i = 0; i < 3; i++) KEEL_TRY(need_f32(in, n_in, i, false));
@@ -105,6 +116,26 @@ static keel_status *infer_LayerNorm(KEEL_IN) {
   return NULL;
 }
 
+/* One row: y[0, OL) = LayerNorm(x[0, L)). In place (y == x) works: every x[i] is read before y[i] is written. */
+static void ln_row(const float *xr, float *yr, int64_t L, int64_t G, int64_t B, int64_t OL, const float *g,
+                   const float *b, float eps) {
+  if (L == OL && G == OL && B == OL) { /* the usual case: three sweeps over a row that stays in L1 */
+    const float mean = row_sum(xr, L) / (float)L;
+    const float inv = 1.0f / sqrtf(row_sq_dev(xr, L, mean) / (float)L + eps);
+    for (int64_t i = 0; i < L; i++) yr[i] = (xr[i] - mean) * inv * g[i] + b[i];
+    return;
+  }
+  /* broadcasting corners: a length-1 axis somewhere */
+  double s = 0.0;
+  for (int64_t i = 0; i < L; i++) s += xr[i];
+  const float mean = (float)(s / (double)L);
+  double v = 0.0;
+  for (int64_t i = 0; i < L; i++) v += (double)(xr[i] - mean) * (xr[i] - mean);
+  const float sd = sqrtf((float)(v / (double)L) + eps);
+  const float x0 = xr[0]; /* L == 1 < OL: the one input value, read for every output */
+  for (int64_t i = 0; i < OL; i++) yr[i] = ((L == 1 ? x0 : xr[i]) - mean) / sd * g[G == 1 ? 0 : i] + b[B == 1 ? 0 : i];
+}
+
 static keel_status *run_LayerNorm(KEEL_RUN_ARGS) {
   (void)n_in, (void)n_out, (void)ex;
   int64_t L, G, B, OL;
@@ -113,27 +144,69 @@ static keel_status *run_LayerNorm(KEEL_RUN_ARGS) {
   const float *x = in[0].data, *g = in[1].data, *b = in[2].data;
   float *y = out[0].data;
   const int64_t rows = L ? keel_view_numel(&in[0]) / L : 0;
-  if (L == OL && G == OL && B == OL) { /* the usual case: three sweeps over a row that stays in L1 */
-    for (int64_t r = 0; r < rows; r++) {
-      const float *xr = x + r * L;
-      float *yr = y + r * L;
-      const float mean = row_sum(xr, L) / (float)L;
-      const float inv = 1.0f / sqrtf(row_sq_dev(xr, L, mean) / (float)L + eps);
-      for (int64_t i = 0; i < L; i++) yr[i] = (xr[i] - mean) * inv * g[i] + b[i];
-    }
-    return NULL;
-  }
-  for (int64_t r = 0; r < rows; r++) { /* broadcasting corners: a length-1 axis somewhere */
-    const float *xr = x + r * L;
+  for (int64_t r = 0; r < rows; r++) ln_row(x + r * L, y + r * OL, L, G, B, OL, g, b, eps);
+  return NULL;
+}
+
+/* ---- SkipLayerNorm ---- */
+
+static keel_status *skip_ln_shape(const keel_view *in, int64_t *od, int *ond) {
+  const int64_t *dims[2] = {in[0].dims, in[1].dims};
+  const int nd[2] = {in[0].ndim, in[1].ndim};
+  return keel_broadcast_shapes(NULL, 2, dims, nd, od, ond);
+}
+
+static keel_status *infer_SkipLayerNorm(KEEL_IN) {
+  if (n_in != 4 || n_out < 1) return keel_error(KEEL_INVALID_MODEL, "SkipLayerNorm takes X, skip, gamma, beta");
+  for (int i = 0; i < 4; i++) KEEL_TRY(need_f32(in, n_in, i, false));
+  int64_t d[KEEL_MAX_DIMS];
+  int nd;
+  KEEL_TRY(skip_ln_shape(in, d, &nd));
+  int64_t L, G, B, OL;
+  KEEL_TRY(ln_dims_of(d, nd, &in[2], &L, &G, &B, &OL));
+  d[nd - 1] = OL;
+  keel_view_set_shape(&out[0], KEEL_FLOAT32, d, nd);
+  (void)n;
+  return NULL;
+}
+
+static void bcast_strides(const keel_view *v, int ond, int64_t *st);
+
+static keel_status *run_SkipLayerNorm(KEEL_RUN_ARGS) {
+  (void)n_in, (void)n_out, (void)ex;
+  int64_t d[KEEL_MAX_DIMS];
+  int nd;
+  KEEL_TRY(skip_ln_shape(in, d, &nd));
+  int64_t L, G, B, OL;
+  KEEL_TRY(ln_dims_of(d, nd, &in[2], &L, &G, &B, &OL));
+  const float eps = keel_attr_float(n, "epsilon", 1e-5f);
+  const float *x = in[0].data, *sk = in[1].data, *g = in[2].data, *b = in[3].data;
+  float *y = out[0].data;
+  int64_t total = 1;
+  for (int k = 0; k < nd; k++) total *= d[k];
+  const int64_t rows = L ? total / L : 0;
+  const bool same = in[0].ndim == nd && in[1].ndim == nd && keel_view_numel(&in[0]) == total &&
+                    keel_view_numel(&in[1]) == total;
+  int64_t xs[KEEL_MAX_DIMS], ss[KEEL_MAX_DIMS];
+  bcast_strides(&in[0], nd, xs);
+  bcast_strides(&in[1], nd, ss);
+  for (int64_t r = 0; r < rows; r++) {
+    /* the sum goes into the output row (OL >= L), then is normalized in place */
     float *yr = y + r * OL;
-    double s = 0.0;
-    for (int64_t i = 0; i < L; i++) s += xr[i];
-    const float mean = (float)(s / (double)L);
-    double v = 0.0;
-    for (int64_t i = 0; i < L; i++) v += (double)(xr[i] - mean) * (xr[i] - mean);
-    const float sd = sqrtf((float)(v / (double)L) + eps);
-    for (int64_t i = 0; i < OL; i++)
-      yr[i] = (xr[L == 1 ? 0 : i] - mean) / sd * g[G == 1 ? 0 : i] + b[B == 1 ? 0 : i];
+    if (same) {
+      const float *xr = x + r * L, *sr = sk + r * L;
+      for (int64_t i = 0; i < L; i++) yr[i] = xr[i] + sr[i];
+    } else {
+      int64_t rem = r, xo = 0, so = 0;
+      for (int k = nd - 2; k >= 0; k--) {
+        const int64_t i = rem % d[k];
+        rem /= d[k];
+        xo += i * xs[k];
+        so += i * ss[k];
+      }
+      for (int64_t i = 0; i < L; i++) yr[i] = x[xo + i * xs[nd - 1]] + sk[so + i * ss[nd - 1]];
+    }
+    ln_row(yr, yr, L, G, B, OL, g, b, eps);
   }
   return NULL;
 }
@@ -242,7 +315,9 @@ static keel_status *run_Gelu(KEEL_RUN_ARGS) {
 
 const keel_op_def keel_ops_fused[] = {
     {"LayerNorm", "keel", 1, 1, infer_LayerNorm, run_LayerNorm, NULL, 0},
+    {"SkipLayerNorm", "keel", 1, 1, infer_SkipLayerNorm, run_SkipLayerNorm, NULL, -1},
     {"ScaleMaskSoftmax", "keel", 1, 1, infer_ScaleMaskSoftmax, run_ScaleMaskSoftmax, NULL, 0},
     {"Gelu", "keel", 1, 1, infer_Gelu, run_Gelu, NULL, 0},
+    {"MultiHeadAttention", "keel", 1, 1, keel_mha_infer, keel_mha_run, keel_mha_workspace, -1},
 };
 const int keel_ops_fused_count = (int)(sizeof keel_ops_fused / sizeof keel_ops_fused[0]);

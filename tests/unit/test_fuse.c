@@ -227,10 +227,22 @@ static float compare(make_fn make, int variant, keel_tensor **feeds, int *nodes_
 
 static int64_t ln_width = 8; /* gamma/beta length (the last axis of x) */
 
-enum { LN_OK, LN_OPSET18, LN_MULSQ, LN_AXIS1, LN_POW3, LN_GAMMA2D, LN_D_OUTPUT, LN_EPS_INPUT, LN_NOKEEP, LN_N };
+enum {
+  LN_OK, LN_OPSET18, LN_MULSQ, LN_AXIS1, LN_POW3, LN_GAMMA2D, LN_D_OUTPUT, LN_EPS_INPUT, LN_NOKEEP,
+  LN_SKIP,          /* x = Add(a, b): the residual sum ahead of the LayerNorm */
+  LN_SKIP_X_OUT,    /* ... and x is also a graph output */
+  LN_SKIP_X_SHARED, /* ... and x is also read by another node */
+  LN_N
+};
 
 static void make_layernorm(keel_graph *g, int variant) {
-  graph_input(g, "x");
+  if (variant >= LN_SKIP) {
+    graph_input(g, "a");
+    graph_input(g, "b");
+    node(g, "Add", 14, "a,b", "x");
+  } else {
+    graph_input(g, "x");
+  }
   if (variant == LN_EPS_INPUT) graph_input(g, "eps");
   const int64_t c8[1] = {ln_width}, c18[2] = {1, ln_width}, axes[1] = {variant == LN_AXIS1 ? 1 : -1};
   constant(g, "gamma", KEEL_FLOAT32, variant == LN_GAMMA2D ? c18 : c8, variant == LN_GAMMA2D ? 2 : 1, NULL, NULL);
@@ -257,6 +269,11 @@ static void make_layernorm(keel_graph *g, int variant) {
   node(g, "Add", 14, "sc,beta", "y");
   graph_output(g, "y");
   if (variant == LN_D_OUTPUT) graph_output(g, "d");
+  if (variant == LN_SKIP_X_OUT) graph_output(g, "x");
+  if (variant == LN_SKIP_X_SHARED) {
+    node(g, "Neg", 13, "x", "xn");
+    graph_output(g, "xn");
+  }
 }
 
 TEST(layernorm_fuses) {
@@ -294,6 +311,48 @@ TEST(layernorm_near_misses) {
       fprintf(stderr, "variant %d: %d LayerNorm, %d nodes\n", variants[k], count_op(g, "LayerNorm"), live_nodes(g));
     CHECK(count_op(g, "LayerNorm") == 0);
     CHECK(live_nodes(g) == 9);
+    keel_graph_destroy(g);
+  }
+}
+
+/* Residual Add + LayerNorm -> keel.SkipLayerNorm, with the Add broadcasting in several ways. */
+TEST(skip_layernorm_fuses) {
+  struct {
+    int64_t a[3], b[3];
+    int bnd;
+  } cases[] = {
+      {{2, 3, 8}, {2, 3, 8}, 3}, /* BERT's residual: same shapes */
+      {{2, 3, 8}, {8}, 1},       /* a bias-like vector */
+      {{2, 3, 8}, {2, 1, 8}, 3},
+      {{1, 3, 8}, {2, 1, 8}, 3}, /* both broadcast */
+      {{2, 3, 1}, {2, 3, 1}, 3}, /* a last axis of 1 against gamma/beta of 8 */
+  };
+  for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+    keel_tensor *f[2] = {random_input(cases[c].a, 3, 3.0f), random_input(cases[c].b, cases[c].bnd, 3.0f)};
+    int before, after;
+    keel_graph *fg = NULL;
+    float err = compare(make_layernorm, LN_SKIP, f, &before, &after, &fg);
+    CHECK(before == 10);
+    CHECK(after == 1);
+    CHECK(count_op(fg, "SkipLayerNorm") == 1 && count_op(fg, "LayerNorm") == 0);
+    if (err > 1e-5f) fprintf(stderr, "skip LayerNorm case %zu: err %g\n", c, err);
+    CHECK(err <= 1e-5f);
+    keel_graph_destroy(fg);
+    keel_tensor_release(f[0]);
+    keel_tensor_release(f[1]);
+  }
+}
+
+TEST(skip_layernorm_near_misses) {
+  const int variants[] = {LN_SKIP_X_OUT, LN_SKIP_X_SHARED};
+  for (size_t k = 0; k < 2; k++) {
+    keel_graph *g = keel_graph_create();
+    make_layernorm(g, variants[k]);
+    build(g, true);
+    /* the LayerNorm still fuses; the Add stays because its sum is needed elsewhere */
+    CHECK(count_op(g, "SkipLayerNorm") == 0);
+    CHECK(count_op(g, "LayerNorm") == 1 && count_op(g, "Add") == 1);
+    CHECK(live_nodes(g) == (variants[k] == LN_SKIP_X_SHARED ? 3 : 2));
     keel_graph_destroy(g);
   }
 }
@@ -540,5 +599,5 @@ TEST(speed_report) {
   keel_tensor_release(f3[1]);
 }
 
-RUN_TESTS(layernorm_fuses, layernorm_near_misses, gelu_fuses, onnx_gelu_activation, gelu_near_misses, softmax_fuses, softmax_near_misses,
+RUN_TESTS(layernorm_fuses, layernorm_near_misses, skip_layernorm_fuses, skip_layernorm_near_misses, gelu_fuses, onnx_gelu_activation, gelu_near_misses, softmax_fuses, softmax_near_misses,
           add_activation, speed_report)

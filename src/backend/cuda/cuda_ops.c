@@ -843,12 +843,110 @@ static const keel_cuda_op cuda_ops[] = {
     {"Where", run_where, check_where, NULL},
 };
 
+/* keel.SkipLayerNorm(X, skip, gamma, beta): the residual Add into the output, then LayerNorm in place over
+ * the last axis (the row kernel reads a row fully before writing it). */
+static keel_status *check_skip_layernorm(const keel_node *n, const keel_view *in, int n_in, const keel_view *out,
+                                         int n_out) {
+  KEEL_TRY(check_f32(n, in, n_in, out, 1));
+  if (n_in != 4) return keel_error(KEEL_INVALID_MODEL, "SkipLayerNorm takes X, skip, gamma, beta");
+  const int64_t len = out[0].ndim ? out[0].dims[out[0].ndim - 1] : 1;
+  for (int k = 2; k < 4; k++)
+    if (numel(&in[k]) != len)
+      return keel_error(KEEL_UNSUPPORTED, "input %d has %lld elements for rows of %lld; CUDA needs full size", k,
+                        (long long)numel(&in[k]), (long long)len);
+  return NULL;
+}
+
+static keel_status *run_skip_layernorm(const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out,
+                                       keel_cuda_exec *ex) {
+  kcu_bcast bc;
+  make_bcast(&in[0], &in[1], &out[0], &bc);
+  LAUNCH(ex, kcu_binary(ex->stream, binary_code("Add"), in[0].data, in[1].data, out[0].data, &bc));
+  const int64_t len = out[0].ndim ? out[0].dims[out[0].ndim - 1] : 1;
+  LAUNCH(ex, kcu_layernorm(ex->stream, out[0].data, in[2].data, in[3].data, out[0].data, len ? bc.n / len : 0, len,
+                           keel_attr_float(n, "epsilon", 1e-5f)));
+  return NULL;
+}
+
+/* keel.MultiHeadAttention(Q [B,S,H,D], K [B,Sk,H,D], V [B,Sk,H,Dv], [mask]; scale) -> [B,S,H,Dv]: per batch,
+ * one strided-batched GEMM over the heads for the scores (read through the head stride, no transposes),
+ * one scale+mask+softmax launch over all scores, one strided-batched GEMM for the context. The CPU kernel
+ * also broadcasts B and H between Q, K and V; CUDA takes equal B and H (what the fusion makes of BERT). */
+static keel_status *check_mha(const keel_node *n, const keel_view *in, int n_in, const keel_view *out, int n_out) {
+  KEEL_TRY(check_f32(n, in, n_in, out, 1));
+  if (n_in < 3) return keel_error(KEEL_INVALID_MODEL, "MultiHeadAttention takes Q, K, V and a mask");
+  for (int k = 0; k < 3; k++)
+    if (in[k].ndim != 4) return keel_error(KEEL_UNSUPPORTED, "input %d is not 4-D", k);
+  const keel_view *q = &in[0], *k = &in[1], *v = &in[2];
+  if (k->dims[0] != q->dims[0] || v->dims[0] != q->dims[0] || k->dims[2] != q->dims[2] || v->dims[2] != q->dims[2])
+    return keel_error(KEEL_UNSUPPORTED, "Q, K and V broadcast batch or heads; the CUDA kernel takes equal ones");
+  if (out[0].ndim != 4 || out[0].dims[1] != q->dims[1])
+    return keel_error(KEEL_UNSUPPORTED, "the mask broadcasts the query length; the CUDA kernel does not");
+  if (q->dims[1] > INT32_MAX || k->dims[1] > INT32_MAX || q->dims[3] > INT32_MAX || v->dims[3] > INT32_MAX ||
+      q->dims[2] > INT32_MAX || q->dims[2] * q->dims[3] > INT32_MAX || q->dims[2] * v->dims[3] > INT32_MAX)
+    return keel_error(KEEL_UNSUPPORTED, "attention sizes exceed cuBLAS's 32-bit limits");
+  return NULL;
+}
+
+static size_t ws_mha(const keel_node *n, const keel_view *in, int n_in, const keel_view *out, int n_out) {
+  /* the scores, [B, H, S, Sk] */
+  return (size_t)in[0].dims[0] * (size_t)in[0].dims[2] * (size_t)in[0].dims[1] * (size_t)in[1].dims[1] * sizeof(float);
+}
+
+static keel_status *run_mha(const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out,
+                            keel_cuda_exec *ex) {
+  const int64_t B = in[0].dims[0], S = in[0].dims[1], H = in[0].dims[2], D = in[0].dims[3];
+  const int64_t Sk = in[1].dims[1], Dv = in[2].dims[3];
+  if (B * H * S * Sk == 0 || Dv == 0) return NULL;
+  float *scores = ex->workspace;
+  const float *q = in[0].data, *k = in[1].data, *v = in[2].data;
+  float *y = out[0].data;
+  const float one = 1.f, zero = 0.f;
+  /* column-major view of row-major data: scores_bh^T (Sk x S) = K_bh (Sk x D) . Q_bh^T, heads batched */
+  for (int64_t b = 0; b < B; b++)
+    CUBLAS(ex, keel_cublas.sgemm_strided_batched(ex->ctx->cublas, CUBLAS_OP_T, CUBLAS_OP_N, (int)Sk, (int)S, (int)D, &one,
+                                                 k + b * Sk * H * D, (int)(H * D), D, q + b * S * H * D, (int)(H * D), D,
+                                                 &zero, scores + b * H * S * Sk, (int)Sk, S * Sk, (int)H));
+  kcu_bcast bc;
+  memset(&bc, 0, sizeof bc);
+  const int64_t sd[4] = {B, H, S, Sk};
+  bc.ndim = 4;
+  bc.n = B * H * S * Sk;
+  int64_t st = 1;
+  for (int d = 3; d >= 0; d--) {
+    bc.dims[d] = sd[d];
+    bc.sa[d] = st;
+    st *= sd[d];
+  }
+  const bool has_mask = n_in >= 4 && keel_view_present(&in[3]);
+  if (has_mask) { /* the mask's strides against [B, H, S, Sk], right-aligned, 0 where it broadcasts */
+    const keel_view *m = &in[3];
+    int64_t ms = 1;
+    for (int d = 3, md = m->ndim - 1; d >= 0; d--, md--) {
+      const int64_t dim = md >= 0 ? m->dims[md] : 1;
+      bc.sb[d] = dim == 1 ? 0 : ms;
+      ms *= dim;
+    }
+  }
+  LAUNCH(ex, kcu_scale_mask_softmax(ex->stream, scores, has_mask ? in[3].data : NULL, scores, &bc,
+                                    keel_attr_float(n, "scale", 1.0f)));
+  /* y_bh^T (Dv x S) = V_bh^T (Dv x Sk) . P_bh^T (Sk x S), written through the head stride of y */
+  for (int64_t b = 0; b < B; b++)
+    CUBLAS(ex, keel_cublas.sgemm_strided_batched(ex->ctx->cublas, CUBLAS_OP_N, CUBLAS_OP_N, (int)Dv, (int)S, (int)Sk, &one,
+                                                 v + b * Sk * H * Dv, (int)(H * Dv), Dv, scores + b * H * S * Sk, (int)Sk,
+                                                 S * Sk, &zero, y + b * S * H * Dv, (int)(H * Dv), Dv, (int)H));
+  return NULL;
+}
+
 /* keel's own fusions (src/ops/fused.c) that map onto the kernels above: Gelu (erf form) and LayerNorm over the
- * last axis with full-size scale and bias (the check refuses anything else), and ScaleMaskSoftmax. */
+ * last axis with full-size scale and bias (the check refuses anything else), ScaleMaskSoftmax, SkipLayerNorm and
+ * MultiHeadAttention (above). */
 static const keel_cuda_op cuda_keel_ops[] = {
     {"Gelu", run_unary, check_f32, NULL},
     {"LayerNorm", run_layernorm, check_layernorm, NULL},
     {"ScaleMaskSoftmax", run_scale_mask_softmax, check_f32, NULL},
+    {"SkipLayerNorm", run_skip_layernorm, check_skip_layernorm, NULL},
+    {"MultiHeadAttention", run_mha, check_mha, ws_mha},
 };
 
 const keel_cuda_op *keel_cuda_op_find(const keel_node *n) {
