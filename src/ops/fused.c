@@ -17,6 +17,7 @@
 #include "ops/fast_exp.h"
 #include "ops/fused_attn.h"
 #include "ops/op.h"
+#include "ops/row_reduce.h"
 
 #define KEEL_IN const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out
 #define KEEL_RUN_ARGS const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out, keel_exec *ex
@@ -32,20 +33,8 @@ static keel_status *need_f32(const keel_view *in, int n_in, int i, bool optional
   return NULL;
 }
 
-/* Row reductions with 16 independent partial sums: strict float semantics keep a single-accumulator loop
- * scalar; lane arrays let the compiler use one vector register per 16 lanes. */
-#define LANES 16
-static float row_sum(const float *x, int64_t n) {
-  float acc[LANES] = {0};
-  int64_t i = 0;
-  for (; i + LANES <= n; i += LANES)
-    for (int k = 0; k < LANES; k++) acc[k] += x[i + k];
-  float s = 0.0f;
-  for (; i < n; i++) s += x[i];
-  for (int k = 0; k < LANES; k++) s += acc[k];
-  return s;
-}
-
+/* Sum of squared deviations from `mean`, with the lane trick of ops/row_reduce.h. */
+#define LANES KEEL_ROW_LANES
 static float row_sq_dev(const float *x, int64_t n, float mean) {
   float acc[LANES] = {0};
   int64_t i = 0;
@@ -58,18 +47,6 @@ static float row_sq_dev(const float *x, int64_t n, float mean) {
   for (; i < n; i++) s += (x[i] - mean) * (x[i] - mean);
   for (int k = 0; k < LANES; k++) s += acc[k];
   return s;
-}
-
-static float row_max(const float *x, int64_t n) {
-  float acc[LANES];
-  for (int k = 0; k < LANES; k++) acc[k] = -INFINITY;
-  int64_t i = 0;
-  for (; i + LANES <= n; i += LANES)
-    for (int k = 0; k < LANES; k++) acc[k] = x[i + k] > acc[k] ? x[i + k] : acc[k];
-  float m = -INFINITY;
-  for (; i < n; i++) m = x[i] > m ? x[i] : m;
-  for (int k = 0; k < LANES; k++) m = acc[k] > m ? acc[k] : m;
-  return m;
 }
 
 /* ---- LayerNorm ---- */
@@ -120,7 +97,7 @@ static keel_status *infer_LayerNorm(KEEL_IN) {
 static void ln_row(const float *xr, float *yr, int64_t L, int64_t G, int64_t B, int64_t OL, const float *g,
                    const float *b, float eps) {
   if (L == OL && G == OL && B == OL) { /* the usual case: three sweeps over a row that stays in L1 */
-    const float mean = row_sum(xr, L) / (float)L;
+    const float mean = keel_row_sum_f32(xr, L) / (float)L;
     const float inv = 1.0f / sqrtf(row_sq_dev(xr, L, mean) / (float)L + eps);
     for (int64_t i = 0; i < L; i++) yr[i] = (xr[i] - mean) * inv * g[i] + b[i];
     return;
@@ -249,10 +226,10 @@ static void bcast_strides(const keel_view *v, int ond, int64_t *st) {
 
 /* y = softmax(y) over one row of length L (y already holds the scaled, masked logits). */
 static void softmax_row(float *y, int64_t L) {
-  float m = row_max(y, L);
+  float m = keel_row_max_f32(y, L);
   if (m == -INFINITY) m = 0.0f; /* all -inf: exp gives 0/0 = NaN below, as the unfused graph does */
   for (int64_t i = 0; i < L; i++) y[i] = keel_expf_softmax(y[i] - m);
-  const float inv = 1.0f / row_sum(y, L);
+  const float inv = 1.0f / keel_row_sum_f32(y, L);
   for (int64_t i = 0; i < L; i++) y[i] *= inv;
 }
 

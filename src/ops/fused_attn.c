@@ -22,6 +22,7 @@
 #include "backend/cpu/threadpool.h"
 #include "ops/fast_exp.h"
 #include "ops/fused_attn.h"
+#include "ops/row_reduce.h"
 
 /* Score rows kept at once per thread: at most this many floats (512 KiB; a pool thread's scratch is 3 MiB). */
 #define MHA_SCORE_FLOATS ((int64_t)1 << 17)
@@ -147,42 +148,16 @@ size_t keel_mha_workspace(const keel_node *n, const keel_view *in, int n_in, con
   return mha_thread_bytes(&g);
 }
 
-/* Row reductions with 16 partial results: strict float semantics keep a single-accumulator loop scalar; a
- * lane array lets the compiler use one vector register. */
-#define LANES 16
-static float row_max(const float *x, int64_t n) {
-  float acc[LANES];
-  for (int k = 0; k < LANES; k++) acc[k] = -INFINITY;
-  int64_t i = 0;
-  for (; i + LANES <= n; i += LANES)
-    for (int k = 0; k < LANES; k++) acc[k] = x[i + k] > acc[k] ? x[i + k] : acc[k];
-  float m = -INFINITY;
-  for (; i < n; i++) m = x[i] > m ? x[i] : m;
-  for (int k = 0; k < LANES; k++) m = acc[k] > m ? acc[k] : m;
-  return m;
-}
-
-static float row_sum(const float *x, int64_t n) {
-  float acc[LANES] = {0};
-  int64_t i = 0;
-  for (; i + LANES <= n; i += LANES)
-    for (int k = 0; k < LANES; k++) acc[k] += x[i + k];
-  float s = 0.0f;
-  for (; i < n; i++) s += x[i];
-  for (int k = 0; k < LANES; k++) s += acc[k];
-  return s;
-}
-
 /* y = softmax(y + mask row) over one row of length L (y holds the scaled scores); each loop vectorizes. */
 static void mask_softmax_row(float *y, int64_t L, const float *mr, int64_t mc) {
   if (mr && mc == 1)
     for (int64_t j = 0; j < L; j++) y[j] += mr[j];
   else if (mr)
     for (int64_t j = 0; j < L; j++) y[j] += mr[0];
-  float m = row_max(y, L);
+  float m = keel_row_max_f32(y, L);
   if (m == -INFINITY) m = 0.0f; /* all -inf: 0/0 = NaN below, as the unfused Softmax gives */
   for (int64_t j = 0; j < L; j++) y[j] = keel_expf_softmax(y[j] - m);
-  const float inv = 1.0f / row_sum(y, L);
+  const float inv = 1.0f / keel_row_sum_f32(y, L);
   for (int64_t j = 0; j < L; j++) y[j] *= inv;
 }
 
