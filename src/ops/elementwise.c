@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "backend/cpu/threadpool.h"
 #include "ops/act.h"
 #include "ops/broadcast.h"
 #include "ops/ew_kernels.h"
@@ -62,6 +63,135 @@ static keel_status *same_dtype(const keel_node *n, const keel_view *in, int i, i
                     i, keel_dtype_name(in[i].dtype), j, keel_dtype_name(in[j].dtype));
 }
 
+/* ---- splitting an elementwise op across threads ----
+ * Every output element is computed by the same expression whatever the split, so results are identical at
+ * any thread count. Same-shape operands are split as flat ranges (multiples of 16 elements, so threads
+ * never share a cache line of the output); broadcasting ones along the first output axis longer than 1 (all
+ * axes before it are 1, so each part is one contiguous block of every operand that spans that axis). */
+
+enum { EWP_UNARY, EWP_CLIP, EWP_CLIP_F, EWP_BINARY };
+
+typedef struct ew_par {
+  int kind;
+  const keel_node *n;
+  ew_unary_op uop;
+  ew_binary_op bop;
+  ew_params up;
+  const void *lo, *hi;
+  float flo, fhi;
+  keel_view a, b, y; /* b unused for unary kinds */
+  bool flat;
+  int axis;          /* split axis of y when !flat */
+  keel_status *err[KEEL_POOL_MAX_THREADS];
+} ew_par;
+
+static void flatten_view(keel_view *v) {
+  const int64_t n = keel_view_numel(v);
+  v->ndim = 1;
+  v->dims[0] = n;
+}
+
+/* Part [c0, c1) of v along y's axis `axis` (flat: v is 1-D and the range is in elements). */
+static void slice_view(const keel_view *v, const keel_view *y, int axis, bool flat, int64_t c0, int64_t c1,
+                       keel_view *o) {
+  *o = *v;
+  const size_t es = keel_dtype_size(v->dtype);
+  if (flat) {
+    o->dims[0] = c1 - c0;
+    o->data = (char *)v->data + (size_t)c0 * es;
+    return;
+  }
+  const int va = axis - (y->ndim - v->ndim);
+  if (va < 0 || v->dims[va] != y->dims[axis]) return; /* broadcast along the axis: every part reads all of it */
+  int64_t inner = 1;
+  for (int i = va + 1; i < v->ndim; i++) inner *= v->dims[i];
+  o->dims[va] = c1 - c0;
+  o->data = (char *)v->data + (size_t)(c0 * inner) * es;
+}
+
+static keel_status *apply_act(const keel_node *n, keel_view *y);
+static bool add_act_f32(const keel_node *n, const keel_view *a, const keel_view *b, keel_view *y);
+
+static keel_status *ew_part(const ew_par *p, int64_t c0, int64_t c1) {
+  keel_view a, b, y;
+  slice_view(&p->a, &p->y, p->axis, p->flat, c0, c1, &a);
+  slice_view(&p->y, &p->y, p->axis, p->flat, c0, c1, &y);
+  switch (p->kind) {
+    case EWP_UNARY: return keel_ew_unary(p->uop, &p->up, &a, &y);
+    case EWP_CLIP: return keel_ew_clip(&a, p->lo, p->hi, &y);
+    case EWP_CLIP_F: return keel_ew_clip_f(&a, p->flo, p->fhi, &y);
+    default: break;
+  }
+  slice_view(&p->b, &p->y, p->axis, p->flat, c0, c1, &b);
+  if (p->bop == EW_ADD && p->n->act != KEEL_ACT_NONE && add_act_f32(p->n, &a, &b, &y)) return NULL;
+  KEEL_TRY(keel_ew_binary(p->bop, &a, &b, &y));
+  return apply_act(p->n, &y);
+}
+
+static void ew_thread(void *ctx, int tid, int nt, void *scratch) {
+  (void)scratch;
+  ew_par *p = ctx;
+  const int64_t len = p->flat ? p->y.dims[0] : p->y.dims[p->axis];
+  int64_t c0, c1;
+  keel_split_range(len, tid, nt, p->flat ? 16 : 1, &c0, &c1);
+  p->err[tid] = c1 > c0 ? ew_part(p, c0, c1) : NULL;
+}
+
+/* Run p (a, b, y filled in; y's shape set) on up to ex->num_threads threads. cost: relative work per
+ * element (1 for an add). */
+static keel_status *ew_run_par(ew_par *p, const keel_exec *ex, double cost) {
+  const int64_t cnt = keel_view_numel(&p->y);
+  const bool binary = p->kind == EWP_BINARY;
+  int nt = keel_threads_for(keel_threads_effective(ex ? ex->num_threads : 1), (double)cnt * cost, 32768.0);
+  p->flat = keel_view_numel(&p->a) == cnt && (!binary || keel_view_numel(&p->b) == cnt);
+  p->axis = 0;
+  if (nt > 1 && !p->flat) {
+    while (p->axis < p->y.ndim && p->y.dims[p->axis] == 1) p->axis++;
+    if (p->axis >= p->y.ndim) nt = 1;
+    else if (p->y.dims[p->axis] < nt) nt = (int)p->y.dims[p->axis];
+  }
+  if (nt <= 1) {
+    p->flat = false;
+    p->axis = 0;
+    keel_view a = p->a, y = p->y;
+    switch (p->kind) {
+      case EWP_UNARY: return keel_ew_unary(p->uop, &p->up, &a, &y);
+      case EWP_CLIP: return keel_ew_clip(&a, p->lo, p->hi, &y);
+      case EWP_CLIP_F: return keel_ew_clip_f(&a, p->flo, p->fhi, &y);
+      default: break;
+    }
+    keel_view b = p->b;
+    if (p->bop == EW_ADD && p->n->act != KEEL_ACT_NONE && add_act_f32(p->n, &a, &b, &y)) return NULL;
+    KEEL_TRY(keel_ew_binary(p->bop, &a, &b, &y));
+    return apply_act(p->n, &y);
+  }
+  if (p->flat) {
+    flatten_view(&p->a);
+    flatten_view(&p->y);
+    if (binary) flatten_view(&p->b);
+  }
+  for (int i = 0; i < nt; i++) p->err[i] = NULL;
+  nt = keel_parallel_run(nt, ew_thread, p);
+  keel_status *first = NULL;
+  for (int i = 0; i < nt; i++) {
+    if (!p->err[i]) continue;
+    if (!first) first = p->err[i];
+    else keel_status_free(p->err[i]);
+  }
+  return first;
+}
+
+/* Work per element of a unary op, relative to an add (transcendental ones cost more). */
+static double unary_cost(ew_unary_op op) {
+  switch (op) {
+    case EW_RELU: case EW_ABS: case EW_NEG: case EW_SIGN: case EW_NOT: case EW_BITWISE_NOT: case EW_ISNAN:
+    case EW_ISINF: case EW_LEAKY_RELU: case EW_HARD_SIGMOID: case EW_HARD_SWISH: case EW_THRESHOLDED_RELU:
+    case EW_SHRINK: case EW_FLOOR: case EW_CEIL: case EW_ROUND:
+      return 1.0;
+    default: return 8.0;
+  }
+}
+
 /* ---- unary ---- */
 
 static keel_status *infer_unary(KEEL_IN, unsigned mask, keel_dtype out_dtype) {
@@ -101,8 +231,8 @@ static ew_params unary_params(const keel_node *n, ew_unary_op op) {
 
 static keel_status *run_unary(KEEL_RUN_ARGS, ew_unary_op op) {
   if (n_in < 1 || n_out < 1) return keel_error(KEEL_INVALID_MODEL, "missing input or output");
-  ew_params p = unary_params(n, op);
-  return keel_ew_unary(op, &p, &in[0], &out[0]);
+  ew_par p = {.kind = EWP_UNARY, .n = n, .uop = op, .up = unary_params(n, op), .a = in[0], .y = out[0]};
+  return ew_run_par(&p, ex, unary_cost(op));
 }
 
 #define EW_UNARY_DEF(NAME, OP, MASK, OUT_DTYPE)                                                    \
@@ -176,7 +306,9 @@ static keel_status *run_Gelu(KEEL_RUN_ARGS) {
 static keel_status *infer_Clip_attr(KEEL_IN) { return infer_unary(n, in, n_in, out, n_out, EW_M_FLOAT, 0); }
 static keel_status *run_Clip_attr(KEEL_RUN_ARGS) {
   if (n_in < 1 || n_out < 1) return keel_error(KEEL_INVALID_MODEL, "missing input or output");
-  return keel_ew_clip_f(&in[0], keel_attr_float(n, "min", -FLT_MAX), keel_attr_float(n, "max", FLT_MAX), &out[0]);
+  ew_par p = {.kind = EWP_CLIP_F, .n = n, .flo = keel_attr_float(n, "min", -FLT_MAX),
+              .fhi = keel_attr_float(n, "max", FLT_MAX), .a = in[0], .y = out[0]};
+  return ew_run_par(&p, ex, 1.0);
 }
 
 /* Opset 11+: optional scalar inputs min and max of X's dtype. */
@@ -203,7 +335,8 @@ static keel_status *run_Clip(KEEL_RUN_ARGS) {
     if (i == 1) lo = in[i].data;
     else hi = in[i].data;
   }
-  return keel_ew_clip(&in[0], lo, hi, &out[0]);
+  ew_par p = {.kind = EWP_CLIP, .n = n, .lo = lo, .hi = hi, .a = in[0], .y = out[0]};
+  return ew_run_par(&p, ex, 1.0);
 }
 
 /* ---- binary ---- */
@@ -293,11 +426,17 @@ static bool add_act_f32(const keel_node *n, const keel_view *a, const keel_view 
 
 static keel_status *run_binary(KEEL_RUN_ARGS, ew_binary_op op, bool legacy) {
   if (n_in < 2 || n_out < 1) return keel_error(KEEL_INVALID_MODEL, "missing input or output");
-  if (op == EW_ADD && n->act != KEEL_ACT_NONE && add_act_f32(n, &in[0], &in[1], &out[0])) return NULL;
-  keel_view bb;
-  KEEL_TRY(b_dims(n, legacy, &in[0], &in[1], &bb));
-  KEEL_TRY(keel_ew_binary(op, &in[0], &bb, &out[0]));
-  return apply_act(n, &out[0]);
+  ew_par p = {.kind = EWP_BINARY, .n = n, .bop = op, .a = in[0], .y = out[0]};
+  KEEL_TRY(b_dims(n, legacy, &in[0], &in[1], &p.b));
+  /* the split needs b to broadcast to y (the infer step checked it; a mismatch is left to the kernel) */
+  if (!keel_broadcast_to_ok(p.a.dims, p.a.ndim, p.y.dims, p.y.ndim) ||
+      !keel_broadcast_to_ok(p.b.dims, p.b.ndim, p.y.dims, p.y.ndim)) {
+    KEEL_TRY(keel_ew_binary(op, &in[0], &p.b, &out[0]));
+    return apply_act(n, &out[0]);
+  }
+  const bool cheap = op == EW_ADD || op == EW_SUB || op == EW_MUL || op == EW_MAX || op == EW_MIN ||
+                     (op >= EW_AND && op <= EW_GE);
+  return ew_run_par(&p, ex, cheap ? 1.0 : 4.0);
 }
 
 /* NAME_v: legacy (opset < 7) variant; NAME: numpy broadcasting. */

@@ -215,9 +215,176 @@ __attribute__((target("avx2,fma"))) static void row_avx2(const keel_conv_dw_para
     }
   }
 }
+
+/* ---- the "flat" AVX-512 path: a band of output rows as one 1-D convolution ----
+ * The input rows a band needs are copied (zero padding included) into s*s phase planes, one per (row,
+ * column) residue mod the stride s: Q_ab[r][c] = padded input[s*r + a][s*c + b]. Every tap (i, j) then
+ * reads one phase plane at a constant offset (i/s)*C2 + j/s from the output position q = oh*C2 + ow, where
+ * C2 = OW + (kw-1)/s is the phase width. So the whole band is a flat 1-D convolution over q: 16 outputs per
+ * vector with no masks, no per-row setup and no lanes wasted on narrow planes (7x7, 14x14) or on stride-2
+ * deinterleaving inside the tap loop. The C2 - OW extra columns per row are computed and dropped when the
+ * band is copied out. Each output sums bias + taps in (i, j) order like the row kernels. */
+#define DW_FLAT_FLOATS 8192 /* stack buffer per call (32 KiB): phase planes + the band's flat output */
+
+__attribute__((target("avx512f"), always_inline)) static inline void
+flat_band(const int KH, const int KW, const int S, const float *const *ph, int64_t C2, const float *wc, float b,
+          float *out, int64_t nq, float lo, float hi) {
+  const float *tp[64];
+  float wt[64];
+  int nt = 0;
+  for (int i = 0; i < KH; i++)
+    for (int j = 0; j < KW; j++, nt++) {
+      tp[nt] = ph[(i % S) * S + (j % S)] + (int64_t)(i / S) * C2 + j / S;
+      wt[nt] = wc[i * KW + j];
+    }
+  const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi), vb = _mm512_set1_ps(b);
+  int64_t q = 0;
+  for (; q + 64 <= nq; q += 64) {
+    __m512 a0 = vb, a1 = vb, a2 = vb, a3 = vb;
+#pragma GCC unroll 9
+    for (int t = 0; t < KH * KW; t++) {
+      const __m512 w = _mm512_set1_ps(wt[t]);
+      const float *r = tp[t] + q;
+      a0 = _mm512_fmadd_ps(_mm512_loadu_ps(r), w, a0);
+      a1 = _mm512_fmadd_ps(_mm512_loadu_ps(r + 16), w, a1);
+      a2 = _mm512_fmadd_ps(_mm512_loadu_ps(r + 32), w, a2);
+      a3 = _mm512_fmadd_ps(_mm512_loadu_ps(r + 48), w, a3);
+    }
+    _mm512_storeu_ps(out + q, _mm512_min_ps(_mm512_max_ps(a0, vlo), vhi));
+    _mm512_storeu_ps(out + q + 16, _mm512_min_ps(_mm512_max_ps(a1, vlo), vhi));
+    _mm512_storeu_ps(out + q + 32, _mm512_min_ps(_mm512_max_ps(a2, vlo), vhi));
+    _mm512_storeu_ps(out + q + 48, _mm512_min_ps(_mm512_max_ps(a3, vlo), vhi));
+  }
+  for (; q < nq; q += 16) { /* reads and writes up to 15 floats past nq: the buffers have slack */
+    __m512 a0 = vb;
+#pragma GCC unroll 9
+    for (int t = 0; t < KH * KW; t++) a0 = _mm512_fmadd_ps(_mm512_loadu_ps(tp[t] + q), _mm512_set1_ps(wt[t]), a0);
+    _mm512_storeu_ps(out + q, _mm512_min_ps(_mm512_max_ps(a0, vlo), vhi));
+  }
+}
+
+__attribute__((target("avx512f"), noinline)) static void flat_band_any(int kh, int kw, int s, const float *const *ph,
+                                                                int64_t C2, const float *wc, float b, float *out,
+                                                                int64_t nq, float lo, float hi) {
+  if (kh == 3 && kw == 3 && s == 1) flat_band(3, 3, 1, ph, C2, wc, b, out, nq, lo, hi);
+  else if (kh == 3 && kw == 3 && s == 2) flat_band(3, 3, 2, ph, C2, wc, b, out, nq, lo, hi);
+  else if (kh == 5 && kw == 5 && s == 1) flat_band(5, 5, 1, ph, C2, wc, b, out, nq, lo, hi);
+  else if (kh == 5 && kw == 5 && s == 2) flat_band(5, 5, 2, ph, C2, wc, b, out, nq, lo, hi);
+  else flat_band(kh, kw, s, ph, C2, wc, b, out, nq, lo, hi);
+}
+
+/* Geometry of the flat path for p, or false when it does not apply (dilation, stride > 2, big kernels,
+ * rows too wide for the buffer). tb: output rows per band; pstride: floats per phase plane. */
+static bool flat_geom(const keel_conv_dw_params *p, int64_t *C2, int64_t *tb, int64_t *pstride) {
+  if (p->dh != 1 || p->dw != 1 || p->sh != p->sw || (p->sh != 1 && p->sh != 2) || p->kh * p->kw > 64 ||
+      p->kh > 8 || p->kw > 8)
+    return false;
+  const int s = p->sh;
+  const int64_t c2 = p->OW + (p->kw - 1) / s, extra = (p->kh - 1) / s;
+  /* per band: s*s planes of (tb + extra) rows + 64 slack, and tb rows of output + 64 slack */
+  const int64_t fixed = (int64_t)s * s * (extra * c2 + 80) + 64, per_row = ((int64_t)s * s + 1) * c2;
+  int64_t t = (DW_FLAT_FLOATS - fixed) / per_row;
+  if (t < 1) return false;
+  if (t > p->OH) t = p->OH;
+  *C2 = c2;
+  *tb = t;
+  *pstride = (((t + extra) * c2 + 64) + 15) & ~(int64_t)15;
+  return true;
+}
+
+/* Column masks of the phase fill, the same for every row: block k (16 phase columns) loads input columns
+ * base .. base + 16*s - 1, base = 16*k*s - pad_left; lanes outside [0, W) read as 0 (the padding). */
+__attribute__((target("avx512f"))) static void flat_masks(const keel_conv_dw_params *p, int64_t C2, __mmask16 *m1,
+                                                           __mmask16 *m2) {
+  for (int64_t c = 0, k = 0; c < C2; c += 16, k++) {
+    const int64_t base = c * p->sw - p->pad_left;
+    m1[k] = lane_range(-base, p->W - base);
+    m2[k] = lane_range(-base - 16, p->W - base - 16);
+  }
+}
+
+/* Fill the phase planes for phase rows r0 .. r0 + nrows. */
+__attribute__((target("avx512f"))) static void flat_fill(const keel_conv_dw_params *p, const float *xc, float *buf,
+                                                          int64_t C2, int64_t pstride, int64_t r0, int64_t nrows,
+                                                          const __mmask16 *m1, const __mmask16 *m2) {
+  const int s = p->sh;
+  const int64_t W = p->W, step = 16 * s;
+  const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i od = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+  for (int a = 0; a < s; a++)
+    for (int64_t r = 0; r < nrows; r++) {
+      const int64_t ih = (r0 + r) * s + a - p->pad_top;
+      float *q0 = buf + (int64_t)(a * s) * pstride + r * C2, *q1 = s == 2 ? q0 + pstride : q0;
+      /* stores run up to 15 floats past the row, into the next row (written after) or the slack */
+      if (ih < 0 || ih >= p->H) {
+        for (int64_t c = 0; c < C2; c += 16) {
+          _mm512_storeu_ps(q0 + c, _mm512_setzero_ps());
+          if (s == 2) _mm512_storeu_ps(q1 + c, _mm512_setzero_ps());
+        }
+        continue;
+      }
+      const float *xr = xc + ih * W - p->pad_left;
+      if (s == 1) {
+        for (int64_t c = 0, k = 0; c < C2; c += 16, k++)
+          _mm512_storeu_ps(q0 + c, _mm512_maskz_loadu_ps(m1[k], xr + c));
+      } else {
+        for (int64_t c = 0, k = 0; c < C2; c += 16, k++, xr += step) {
+          const __m512 lo = _mm512_maskz_loadu_ps(m1[k], xr), hi = _mm512_maskz_loadu_ps(m2[k], xr + 16);
+          _mm512_storeu_ps(q0 + c, _mm512_permutex2var_ps(lo, ev, hi));
+          _mm512_storeu_ps(q1 + c, _mm512_permutex2var_ps(lo, od, hi));
+        }
+      }
+    }
+}
+
+/* One plane through the flat path. */
+__attribute__((target("avx512f"))) static void flat_plane(const keel_conv_dw_params *p, const float *xc,
+                                                           const float *wc, float b, float *yc, float lo, float hi,
+                                                           bool inline_act, int64_t C2, int64_t tb,
+                                                           int64_t pstride) {
+  float buf[DW_FLAT_FLOATS] __attribute__((aligned(64)));
+  const int s = p->sh;
+  const int64_t extra = (p->kh - 1) / s;
+  float *out = buf + (int64_t)s * s * pstride;
+  const float *ph[4] = {buf, buf + pstride, buf + 2 * pstride, buf + 3 * pstride};
+  __mmask16 m1[DW_FLAT_FLOATS / 16], m2[DW_FLAT_FLOATS / 16];
+  flat_masks(p, C2, m1, m2);
+  for (int64_t r0 = 0; r0 < p->OH; r0 += tb) {
+    const int64_t rows = p->OH - r0 < tb ? p->OH - r0 : tb;
+    flat_fill(p, xc, buf, C2, pstride, r0, rows + extra, m1, m2);
+    for (int i = 0; i < s * s; i++) { /* the few floats past the rows the last vectors read (never used) */
+      _mm512_storeu_ps(buf + i * pstride + (rows + extra) * C2 + 16, _mm512_setzero_ps());
+      _mm512_storeu_ps(buf + i * pstride + (rows + extra) * C2 + 32, _mm512_setzero_ps());
+    }
+    flat_band_any(p->kh, p->kw, s, ph, C2, wc, b, out, rows * C2, lo, hi);
+    for (int64_t r = 0; r < rows; r++) {
+      float *yr = yc + (r0 + r) * p->OW;
+      const float *src = out + r * C2;
+      int64_t c = 0;
+      for (; c + 16 <= p->OW; c += 16) _mm512_storeu_ps(yr + c, _mm512_loadu_ps(src + c));
+      if (c < p->OW)
+        _mm512_mask_storeu_ps(yr + c, (__mmask16)((1u << (p->OW - c)) - 1u), _mm512_loadu_ps(src + c));
+    }
+    if (!inline_act) keel_act_apply_f32(yc + r0 * p->OW, (size_t)(rows * p->OW), p->act, p->act_alpha, p->act_beta);
+  }
+}
 #endif
 
 enum { DW_SCALAR, DW_AVX2, DW_AVX512 };
+
+static int flat_mode = -1; /* tests / benchmarks: -1 auto, 0 never, 1 always (where it applies) */
+
+#if DW_X86
+/* Where the flat path beats the row kernels (measured on MobileNetV2's shapes). */
+static bool flat_ok(const keel_conv_dw_params *p) {
+  const int m = __atomic_load_n(&flat_mode, __ATOMIC_RELAXED);
+  if (m >= 0) return m == 1;
+  /* Measured on MobileNetV2's 3x3 shapes (bench/results/threads-2026-11-25.md): 20-60% faster at stride 2
+   * and on 7x7-28x28 planes. Stride-1 rows of 56 and more: the row kernel already fills its vectors; the
+   * flat path won 8-15% there on one thread but lost at two (56x56 at batch 8), so they stay on it. */
+  return p->sw == 2 || p->OW < 48;
+}
+#endif
 
 static int detect_isa(void) {
 #if DW_X86
@@ -242,6 +409,8 @@ static int dw_isa(void) {
 
 void keel_conv_dw_force_isa(int isa) { __atomic_store_n(&isa_forced, isa, __ATOMIC_RELAXED); }
 
+void keel_conv_dw_force_flat(int mode) { __atomic_store_n(&flat_mode, mode, __ATOMIC_RELAXED); }
+
 /* Planes [p0, p1) of the N*C planes (keel_conv_dw_f32 splits them across the thread pool). */
 static void dw_planes(const keel_conv_dw_params *p, const float *x, const float *w, const float *bias, float *y,
                       int64_t p0, int64_t p1) {
@@ -254,12 +423,24 @@ static void dw_planes(const keel_conv_dw_params *p, const float *x, const float 
   if (isa == DW_AVX512 && p->kw > 16) isa = DW_AVX2; /* the AVX-512 body keeps one mask per kernel column */
   int rows[64], all_rows[64];
   for (int i = 0; i < p->kh && i < 64; i++) all_rows[i] = i;
+#if !DW_X86
+  (void)all_rows, (void)inline_act, (void)lo_c, (void)hi_c; /* used by the SIMD paths only */
+#else
+  int64_t fC2 = 0, ftb = 0, fps = 0;
+  const bool flat = isa == DW_AVX512 && flat_ok(p) && flat_geom(p, &fC2, &ftb, &fps);
+#endif
   for (int64_t pl = p0; pl < p1; pl++) {
     const int64_t c = pl % p->C;
     const float *xc = x + pl * plane_in;
     const float *wc = w + c * (int64_t)p->kh * p->kw;
     float *yc = y + pl * plane_out;
     const float b = bias ? bias[c] : 0.0f;
+#if DW_X86
+    if (flat) {
+      flat_plane(p, xc, wc, b, yc, lo, hi, inline_act, fC2, ftb, fps);
+      continue;
+    }
+#endif
     for (int64_t oh = 0; oh < p->OH; oh++) {
       float *yr = yc + oh * p->OW;
 #if DW_X86

@@ -24,5 +24,8 @@ void keel_conv_dw_f32(const keel_conv_dw_params *p, const float *x, const float 
 /* Tests: force the scalar (0), AVX2 (1) or AVX-512 (2) path (only where the CPU has it); -1 restores run-time
  * detection. Not for concurrent use with running convolutions. */
 void keel_conv_dw_force_isa(int isa);
+/* Tests / benchmarks: the AVX-512 "flat" band path never (0), wherever it applies (1), or where it is
+ * faster (-1, the default). Same caveat. */
+void keel_conv_dw_force_flat(int mode);
 
 #endif

@@ -4,6 +4,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "backend/cpu/threadpool.h"
 #include "ops/nn_internal.h"
 
 /* Parameter element i of a float-typed view, as double. */
@@ -95,6 +96,44 @@ static void axpb(const float *restrict x, float *restrict y, int64_t n, float a,
 
 /* ---------------------------------------------------------------- BatchNormalization */
 
+/* y = x * a + b per (n, c) plane, planes [p0, p1) of N*C: threads split the planes (each plane is computed
+ * the same way whatever the split). */
+typedef struct bn_job {
+  const keel_view *x;
+  keel_view *y;
+  const double *a, *b;
+  int64_t C, S, P;
+} bn_job;
+
+static void bn_apply(const bn_job *j, int64_t p0, int64_t p1) {
+  const int64_t C = j->C, S = j->S, P = j->P;
+  const double *a = j->a, *b = j->b;
+  for (int64_t pl = p0; pl < p1; pl++) {
+    const int64_t c = pl % C, off = pl * S;
+    if (j->x->dtype == KEEL_FLOAT32) {
+      const float *xs = (const float *)j->x->data + off;
+      float *ys = (float *)j->y->data + off;
+      if (P == C)
+        axpb(xs, ys, S, (float)a[c], (float)b[c]);
+      else
+        for (int64_t k = 0; k < S; k++) ys[k] = xs[k] * (float)a[c * S + k] + (float)b[c * S + k];
+    } else {
+      const double *xs = (const double *)j->x->data + off;
+      double *ys = (double *)j->y->data + off;
+      for (int64_t k = 0; k < S; k++) ys[k] = xs[k] * a[P == C ? c : c * S + k] + b[P == C ? c : c * S + k];
+    }
+  }
+}
+
+static void bn_thread(void *ctx, int tid, int nt, void *scratch) {
+  (void)scratch;
+  const bn_job *j = ctx;
+  int64_t p0, p1;
+  const int64_t planes = j->x->dims[0] * j->C;
+  keel_split_range(planes, tid, nt, 1, &p0, &p1);
+  bn_apply(j, p0, p1);
+}
+
 static bool bn_training(const keel_node *n) {
   return n->opset >= 14 && keel_attr_int(n, "training_mode", 0) != 0;
 }
@@ -164,22 +203,10 @@ keel_status *nn_bn_run(const keel_node *n, const keel_view *in, int n_in, keel_v
     a[p] = pget(&in[1], p) / sqrt(var + eps);
     b[p] = pget(&in[2], p) - mean * a[p];
   }
-  for (int64_t i = 0; i < N; i++)
-    for (int64_t c = 0; c < C; c++) {
-      const int64_t off = (i * C + c) * S;
-      if (f32) {
-        const float *xs = (const float *)x->data + off;
-        float *ys = (float *)out[0].data + off;
-        if (P == C)
-          axpb(xs, ys, S, (float)a[c], (float)b[c]);
-        else
-          for (int64_t j = 0; j < S; j++) ys[j] = xs[j] * (float)a[c * S + j] + (float)b[c * S + j];
-      } else {
-        const double *xs = (const double *)x->data + off;
-        double *ys = (double *)out[0].data + off;
-        for (int64_t j = 0; j < S; j++) ys[j] = xs[j] * a[P == C ? c : c * S + j] + b[P == C ? c : c * S + j];
-      }
-    }
+  bn_job job = {x, &out[0], a, b, C, S, P};
+  const int nt = keel_threads_for(keel_threads_effective(ex->num_threads), (double)(N * C * S), 32768.0);
+  if (nt <= 1) bn_apply(&job, 0, N * C);
+  else keel_parallel_run(nt, bn_thread, &job);
   /* Extra outputs. Training (opset 14+): running mean / var. Otherwise the statistics used (inputs). */
   const double mom = keel_attr_float(n, "momentum", 0.9f);
   for (int o = 1; o < n_out && o < 5; o++) {

@@ -3,7 +3,12 @@
 #include <math.h>
 #include <string.h>
 
+#include "backend/cpu/threadpool.h"
 #include "ops/nn_internal.h"
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 /* Taps [k0, k1) of a window starting at `start` (dilation d, k taps) that land inside [0, in). */
 static inline void pool_range(int64_t start, int64_t d, int64_t k, int64_t in, int64_t *k0, int64_t *k1) {
@@ -122,6 +127,151 @@ keel_status *nn_pool_infer(const keel_node *n, const keel_view *in, int n_in, ke
   return NULL;
 }
 
+#if defined(__AVX512F__)
+/* Lanes 0,2,..,30 of the 32 floats a:b. */
+static inline __m512 even_lanes(__m512 a, __m512 b) {
+  const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  return _mm512_permutex2var_ps(a, ev, b);
+}
+#endif
+
+/* MaxPool 3x3, stride 2 (dilation 1, 2-D, float32, no Indices): per output row, the element-wise max of the
+ * (up to three) valid input rows into a row buffer, then the max of three neighbours at every other
+ * position. Each output is the max over exactly the taps of pool_rows (max is exact, so the results
+ * agree). Returns false when the row does not fit the buffer (the caller takes the generic path). */
+#define MP_ROW_MAX 4096
+static bool maxpool33s2_f32(const float *x, float *y, int64_t planes, const nn_window *w) {
+  const int64_t IH = w->in[1], IW = w->in[2], OH = w->out[1], OW = w->out[2], pt = w->pb[1], pl = w->pb[2];
+  if (IW > MP_ROW_MAX) return false;
+  float tmp[MP_ROW_MAX + 64];
+  for (int i = 0; i < 64; i++) tmp[IW + i] = 0.0f; /* read past the row by the SIMD loads, never used */
+  int64_t lo3 = nn_ceildiv(pl, 2), hi3 = nn_floordiv(IW - 3 + pl, 2) + 1; /* all three taps inside */
+  lo3 = lo3 < 0 ? 0 : lo3 > OW ? OW : lo3;
+  hi3 = hi3 > OW ? OW : hi3 < lo3 ? lo3 : hi3;
+  for (int64_t p = 0; p < planes; p++) {
+    const float *xp = x + p * IH * IW;
+    for (int64_t oh = 0; oh < OH; oh++) {
+      float *yr = y + (p * OH + oh) * OW;
+      int64_t h0, h1;
+      const int64_t sh = oh * 2 - pt;
+      pool_range(sh, 1, 3, IH, &h0, &h1);
+      if (h1 <= h0) { /* only padding */
+        for (int64_t ow = 0; ow < OW; ow++) yr[ow] = 0.0f;
+        continue;
+      }
+      const float *r0 = xp + (sh + h0) * IW, *r1 = h1 - h0 > 1 ? r0 + IW : r0, *r2 = h1 - h0 > 2 ? r0 + 2 * IW : r1;
+      int64_t j = 0;
+#if defined(__AVX512F__)
+      for (; j + 16 <= IW; j += 16)
+        _mm512_storeu_ps(tmp + j, _mm512_max_ps(_mm512_max_ps(_mm512_loadu_ps(r0 + j), _mm512_loadu_ps(r1 + j)),
+                                                _mm512_loadu_ps(r2 + j)));
+#endif
+      for (; j < IW; j++) {
+        float m = r0[j] > r1[j] ? r0[j] : r1[j];
+        tmp[j] = r2[j] > m ? r2[j] : m;
+      }
+      int64_t ow = 0;
+      for (; ow < lo3; ow++) { /* left border: taps that land inside */
+        int64_t w0, w1;
+        const int64_t sw = ow * 2 - pl;
+        pool_range(sw, 1, 3, IW, &w0, &w1);
+        float m = -INFINITY;
+        for (int64_t k = w0; k < w1; k++) m = tmp[sw + k] > m ? tmp[sw + k] : m;
+        yr[ow] = w1 > w0 ? m : 0.0f;
+      }
+#if defined(__AVX512F__)
+      for (; ow < hi3; ow += 16) {
+        const int64_t m = hi3 - ow < 16 ? hi3 - ow : 16;
+        const float *t = tmp + ow * 2 - pl;
+        const __m512 a = _mm512_loadu_ps(t), b = _mm512_loadu_ps(t + 16);
+        const __m512 a2 = _mm512_loadu_ps(t + 2), b2 = _mm512_loadu_ps(t + 18);
+        const __m512i od = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+        const __m512 r = _mm512_max_ps(_mm512_max_ps(even_lanes(a, b), _mm512_permutex2var_ps(a, od, b)),
+                                       even_lanes(a2, b2));
+        _mm512_mask_storeu_ps(yr + ow, (__mmask16)((1u << m) - 1u), r);
+      }
+      ow = hi3;
+#endif
+      for (; ow < hi3; ow++) {
+        const float *t = tmp + ow * 2 - pl;
+        const float m = t[0] > t[1] ? t[0] : t[1];
+        yr[ow] = t[2] > m ? t[2] : m;
+      }
+      for (; ow < OW; ow++) { /* right border */
+        int64_t w0, w1;
+        const int64_t sw = ow * 2 - pl;
+        pool_range(sw, 1, 3, IW, &w0, &w1);
+        float m = -INFINITY;
+        for (int64_t k = w0; k < w1; k++) m = tmp[sw + k] > m ? tmp[sw + k] : m;
+        yr[ow] = w1 > w0 ? m : 0.0f;
+      }
+    }
+  }
+  return true;
+}
+
+/* One pooling call, split across threads by planes (N*C): planes are independent, and every output is
+ * computed by the same code whatever the split, so results do not depend on the thread count. */
+typedef struct pool_job {
+  int kind; /* POOL_MAX, POOL_AVG (row kernel), POOL_LP (avgpool: Lp, or average when p == 0) */
+  keel_dtype dt;
+  const char *x;
+  char *y;
+  int64_t *idx;
+  const nn_window *w;
+  int64_t planes, iplane, oplane;
+  size_t es;
+  bool cm, include_pad, fast33;
+  double p;
+} pool_job;
+
+static void pool_planes(const pool_job *j, int64_t p0, int64_t p1) {
+  const int64_t np = p1 - p0;
+  if (np <= 0) return;
+  const void *x = j->x + (size_t)(p0 * j->iplane) * j->es;
+  void *y = j->y + (size_t)(p0 * j->oplane) * j->es;
+  const nn_window *w = j->w;
+  if (j->kind == POOL_MAX && j->idx) {
+    int64_t *idx = j->idx + p0 * j->oplane;
+    const int64_t base = p0 * j->iplane;
+    switch (j->dt) {
+      case KEEL_FLOAT32: maxpool_f32(x, y, idx, np, w, j->cm, base); break;
+      case KEEL_FLOAT64: maxpool_f64(x, y, idx, np, w, j->cm, base); break;
+      case KEEL_INT8: maxpool_i8(x, y, idx, np, w, j->cm, base); break;
+      case KEEL_UINT8: maxpool_u8(x, y, idx, np, w, j->cm, base); break;
+      default: break;
+    }
+    return;
+  }
+  if (j->kind == POOL_MAX) {
+    switch (j->dt) {
+      case KEEL_FLOAT32:
+        if (!j->fast33 || !maxpool33s2_f32(x, y, np, w)) pool_rows_f32(x, y, np, w, false, false, -INFINITY);
+        break;
+      case KEEL_FLOAT64: pool_rows_f64(x, y, np, w, false, false, -INFINITY); break;
+      case KEEL_INT8: pool_rows_i8(x, y, np, w, false, false, INT8_MIN); break;
+      case KEEL_UINT8: pool_rows_u8(x, y, np, w, false, false, 0); break;
+      default: break;
+    }
+    return;
+  }
+  if (j->kind == POOL_AVG) {
+    if (j->dt == KEEL_FLOAT32) pool_rows_f32(x, y, np, w, true, j->include_pad, 0);
+    else pool_rows_f64(x, y, np, w, true, j->include_pad, 0);
+    return;
+  }
+  if (j->dt == KEEL_FLOAT32) avgpool_f32(x, y, np, w, j->include_pad, j->p);
+  else avgpool_f64(x, y, np, w, j->include_pad, j->p);
+}
+
+static void pool_thread(void *ctx, int tid, int nt, void *scratch) {
+  (void)scratch;
+  const pool_job *j = ctx;
+  int64_t p0, p1;
+  keel_split_range(j->planes, tid, nt, 1, &p0, &p1);
+  pool_planes(j, p0, p1);
+}
+
 keel_status *nn_pool_run(const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out,
                          keel_exec *ex) {
   nn_window w, w3;
@@ -129,44 +279,25 @@ keel_status *nn_pool_run(const keel_node *n, const keel_view *in, int n_in, keel
   KEEL_TRY(pool_geom(n, in, n_in, &w, od));
   nn_window_pad3(&w, &w3);
   const keel_view *x = &in[0];
-  const int64_t planes = x->dims[0] * x->dims[1];
-  const int kind = pool_kind(n);
-  if (kind == POOL_MAX) {
-    int64_t *idx = nn_want_run(n, out, n_out, 1) ? out[1].data : NULL;
-    bool cm = keel_attr_int(n, "storage_order", 0) == 1;
-    if (!idx) {
-      switch (x->dtype) {
-        case KEEL_FLOAT32: pool_rows_f32(x->data, out[0].data, planes, &w3, false, false, -INFINITY); break;
-        case KEEL_FLOAT64: pool_rows_f64(x->data, out[0].data, planes, &w3, false, false, -INFINITY); break;
-        case KEEL_INT8: pool_rows_i8(x->data, out[0].data, planes, &w3, false, false, INT8_MIN); break;
-        case KEEL_UINT8: pool_rows_u8(x->data, out[0].data, planes, &w3, false, false, 0); break;
-        default: break;
-      }
-      return NULL;
-    }
-    switch (x->dtype) {
-      case KEEL_FLOAT32: maxpool_f32(x->data, out[0].data, idx, planes, &w3, cm); break;
-      case KEEL_FLOAT64: maxpool_f64(x->data, out[0].data, idx, planes, &w3, cm); break;
-      case KEEL_INT8: maxpool_i8(x->data, out[0].data, idx, planes, &w3, cm); break;
-      case KEEL_UINT8: maxpool_u8(x->data, out[0].data, idx, planes, &w3, cm); break;
-      default: break;
-    }
-    return NULL;
+  pool_job j = {.kind = pool_kind(n), .dt = x->dtype, .x = x->data, .y = out[0].data, .w = &w3,
+                .planes = x->dims[0] * x->dims[1], .iplane = w3.in[0] * w3.in[1] * w3.in[2],
+                .oplane = w3.out[0] * w3.out[1] * w3.out[2], .es = keel_dtype_size(x->dtype)};
+  if (j.kind == POOL_MAX) {
+    j.idx = nn_want_run(n, out, n_out, 1) ? out[1].data : NULL;
+    j.cm = keel_attr_int(n, "storage_order", 0) == 1;
+    j.fast33 = x->dtype == KEEL_FLOAT32 && w3.in[0] == 1 && w3.k[0] == 1 && w3.k[1] == 3 && w3.k[2] == 3 &&
+               w3.s[1] == 2 && w3.s[2] == 2 && w3.d[1] == 1 && w3.d[2] == 1 && w3.out[0] == 1;
+  } else {
+    if (j.kind == POOL_LP) KEEL_TRY(read_p(n, &j.p));
+    j.include_pad = j.kind == POOL_AVG && keel_attr_int(n, "count_include_pad", 0) != 0;
   }
-  double p = 0;
-  if (kind == POOL_LP) KEEL_TRY(read_p(n, &p));
-  bool include_pad = kind == POOL_AVG && keel_attr_int(n, "count_include_pad", 0) != 0;
-  if (kind == POOL_AVG) {
-    if (x->dtype == KEEL_FLOAT32)
-      pool_rows_f32(x->data, out[0].data, planes, &w3, true, include_pad, 0);
-    else
-      pool_rows_f64(x->data, out[0].data, planes, &w3, true, include_pad, 0);
-    return NULL;
-  }
-  if (x->dtype == KEEL_FLOAT32)
-    avgpool_f32(x->data, out[0].data, planes, &w3, include_pad, p);
-  else
-    avgpool_f64(x->data, out[0].data, planes, &w3, include_pad, p);
+  if (j.planes <= 0 || j.oplane <= 0) return NULL;
+  const double taps = (double)(w3.k[0] * w3.k[1] * w3.k[2]);
+  const double work = (double)j.planes * ((double)j.oplane * taps + (double)j.iplane);
+  int nt = keel_threads_for(keel_threads_effective(ex ? ex->num_threads : 1), work, 1.5e5);
+  if (nt > j.planes) nt = (int)j.planes;
+  if (nt <= 1) pool_planes(&j, 0, j.planes);
+  else keel_parallel_run(nt, pool_thread, &j);
   return NULL;
 }
 
@@ -191,20 +322,42 @@ keel_status *nn_gpool_infer(const keel_node *n, const keel_view *in, int n_in, k
   return NULL;
 }
 
+typedef struct gpool_job {
+  const keel_view *x;
+  void *y;
+  int64_t planes, S;
+  int k;
+  double p;
+} gpool_job;
+
+static void gpool_thread(void *ctx, int tid, int nt, void *scratch) {
+  (void)scratch;
+  const gpool_job *j = ctx;
+  int64_t p0, p1;
+  keel_split_range(j->planes, tid, nt, 1, &p0, &p1);
+  if (p1 <= p0) return;
+  if (j->x->dtype == KEEL_FLOAT32)
+    gpool_f32((const float *)j->x->data + p0 * j->S, (float *)j->y + p0, p1 - p0, j->S, j->k, j->p);
+  else
+    gpool_f64((const double *)j->x->data + p0 * j->S, (double *)j->y + p0, p1 - p0, j->S, j->k, j->p);
+}
+
 keel_status *nn_gpool_run(const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out,
                           keel_exec *ex) {
   const int kind = pool_kind(n);
   double p = 0;
   if (kind == POOL_LP) KEEL_TRY(read_p(n, &p));
   const keel_view *x = &in[0];
-  const int64_t planes = x->dims[0] * x->dims[1], S = nn_prod(x->dims, 2, x->ndim);
-  const int k = kind == POOL_AVG ? 0 : kind == POOL_MAX ? 1 : 2;
-  if (x->dtype == KEEL_FLOAT32)
-    gpool_f32(x->data, out[0].data, planes, S, k, p);
-  else if (x->dtype == KEEL_FLOAT64)
-    gpool_f64(x->data, out[0].data, planes, S, k, p);
-  else
+  if (x->dtype != KEEL_FLOAT32 && x->dtype != KEEL_FLOAT64)
     return keel_error(KEEL_UNSUPPORTED, "dtype %s", keel_dtype_name(x->dtype));
+  gpool_job j = {x, out[0].data, x->dims[0] * x->dims[1], nn_prod(x->dims, 2, x->ndim),
+                 kind == POOL_AVG ? 0 : kind == POOL_MAX ? 1 : 2, p};
+  if (j.planes <= 0) return NULL;
+  /* each plane is summed by one thread in a fixed order: the split never changes a result */
+  int nt = keel_threads_for(keel_threads_effective(ex ? ex->num_threads : 1), (double)j.planes * (double)j.S, 1e5);
+  if (nt > j.planes) nt = (int)j.planes;
+  if (nt <= 1) gpool_thread(&j, 0, 1, NULL);
+  else keel_parallel_run(nt, gpool_thread, &j);
   return NULL;
 }
 

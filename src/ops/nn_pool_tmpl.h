@@ -8,7 +8,7 @@
 
 /* Max pooling over `planes` planes; idx (may be NULL) receives flat input indices (ONNX Indices). */
 static void NN_FN(maxpool)(const NN_T *x, NN_T *y, int64_t *idx, int64_t planes, const nn_window *w,
-                           bool col_major) {
+                           bool col_major, int64_t idx_base) {
   const int64_t ID = w->in[0], IH = w->in[1], IW = w->in[2];
   const int64_t OD = w->out[0], OH = w->out[1], OW = w->out[2];
   const int64_t iplane = ID * IH * IW;
@@ -51,7 +51,7 @@ static void NN_FN(maxpool)(const NN_T *x, NN_T *y, int64_t *idx, int64_t planes,
               }
             }
           *y = best;
-          if (idx) *idx++ = pl * iplane + bi;
+          if (idx) *idx++ = idx_base + pl * iplane + bi;
         }
       }
     }
@@ -230,8 +230,14 @@ static void NN_FN(gpool)(const NN_T *x, NN_T *y, int64_t planes, int64_t S, int 
       for (int64_t i = 1; i < S; i++) m = xp[i] > m ? xp[i] : m;
       y[pl] = m;
     } else if (kind == 0) {
-      double acc = 0;
-      for (int64_t i = 0; i < S; i++) acc += xp[i];
+      /* eight partial sums: independent add chains (one chain is latency-bound), combined in a fixed
+       * order, so the result does not depend on how planes are split across threads */
+      double part[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+      int64_t i = 0;
+      for (; i + 8 <= S; i += 8)
+        for (int l = 0; l < 8; l++) part[l] += (double)xp[i + l];
+      double acc = ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
+      for (; i < S; i++) acc += xp[i];
       y[pl] = S > 0 ? (NN_T)(acc / (double)S) : 0;
     } else {
       double acc = 0;

@@ -1,5 +1,6 @@
 /* Tensor family, data movement: Transpose, Concat, Split, Slice, Expand, Tile, Pad, DepthToSpace,
  * SpaceToDepth. All kernels move bytes, so every dtype with a fixed element size works. */
+#include "backend/cpu/threadpool.h"
 #include "ops/tensor_util.h"
 
 static keel_status *need(const keel_view *in, int n_in, int i, const char *what) {
@@ -84,6 +85,37 @@ keel_status *keel_tt_concat_infer(const keel_node *n, const keel_view *in, int n
   return keel_tt_set_out(&out[0], in[0].dtype, d, in[0].ndim);
 }
 
+/* Concat copies outer x n_in chunks, in order, into the output. Threads split the output bytes (64-byte
+ * boundaries) and each copies the overlap of its range with every chunk. */
+typedef struct concat_job {
+  const keel_view *in;
+  int n_in, axis;
+  size_t es, total;
+  int64_t outer;
+  char *o;
+} concat_job;
+
+static void concat_range(const concat_job *j, size_t b0, size_t b1) {
+  size_t pos = 0;
+  for (int64_t k = 0; k < j->outer && pos < b1; k++)
+    for (int i = 0; i < j->n_in && pos < b1; i++) {
+      int64_t inner = 1;
+      for (int a = j->axis; a < j->in[i].ndim; a++) inner *= j->in[i].dims[a];
+      const size_t chunk = (size_t)inner * j->es;
+      const size_t s0 = pos > b0 ? pos : b0, s1 = pos + chunk < b1 ? pos + chunk : b1;
+      if (s1 > s0) memcpy(j->o + s0, (const char *)j->in[i].data + (size_t)k * chunk + (s0 - pos), s1 - s0);
+      pos += chunk;
+    }
+}
+
+static void concat_thread(void *ctx, int tid, int nt, void *scratch) {
+  (void)scratch;
+  const concat_job *j = ctx;
+  int64_t b0, b1;
+  keel_split_range((int64_t)j->total, tid, nt, 64, &b0, &b1);
+  if (b1 > b0) concat_range(j, (size_t)b0, (size_t)b1);
+}
+
 keel_status *keel_tt_concat_run(const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out,
                                 keel_exec *ex) {
   int axis;
@@ -91,16 +123,12 @@ keel_status *keel_tt_concat_run(const keel_node *n, const keel_view *in, int n_i
   size_t es = keel_dtype_size(in[0].dtype);
   int64_t outer = 1;
   for (int a = 0; a < axis; a++) outer *= out[0].dims[a];
-  char *o = out[0].data;
   if (keel_view_numel(&out[0]) == 0) return NULL;
-  for (int64_t k = 0; k < outer; k++)
-    for (int i = 0; i < n_in; i++) {
-      int64_t inner = 1;
-      for (int a = axis; a < in[i].ndim; a++) inner *= in[i].dims[a];
-      size_t chunk = (size_t)inner * es;
-      if (chunk) memcpy(o, (const char *)in[i].data + (size_t)k * chunk, chunk);
-      o += chunk;
-    }
+  concat_job j = {in, n_in, axis, es, (size_t)keel_view_numel(&out[0]) * es, outer, out[0].data};
+  /* a thread per 128 KiB at least: smaller copies finish before a worker would wake */
+  const int nt = keel_threads_for(keel_threads_effective(ex ? ex->num_threads : 1), (double)j.total, 131072.0);
+  if (nt <= 1) concat_range(&j, 0, j.total);
+  else keel_parallel_run(nt, concat_thread, &j);
   return NULL;
 }
 

@@ -72,12 +72,15 @@ static void dw_odd_configs_isa(void);
 
 /* Every code path this CPU has: scalar, AVX2, AVX-512 (the kernel clamps a forced one to what exists). */
 TEST(dw_all_isas) {
-  for (int isa = 0; isa <= 2; isa++) {
-    keel_conv_dw_force_isa(isa);
-    dw_mobilenet_shapes_isa();
-    dw_odd_configs_isa();
-  }
+  for (int isa = 0; isa <= 2; isa++)
+    for (int flat = 0; flat <= (isa == 2 ? 1 : 0); flat++) { /* the AVX-512 row kernels and the flat path */
+      keel_conv_dw_force_isa(isa);
+      keel_conv_dw_force_flat(isa == 2 ? flat : -1);
+      dw_mobilenet_shapes_isa();
+      dw_odd_configs_isa();
+    }
   keel_conv_dw_force_isa(-1);
+  keel_conv_dw_force_flat(-1);
 }
 
 TEST(dw_mobilenet_shapes_isa) {
@@ -115,6 +118,11 @@ TEST(dw_odd_configs_isa) {
   CHECK(run_case(1, 4, 1, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, KEEL_ACT_RELU, true) <= 1e-5f);
   CHECK(run_case(1, 2, 4, 40, 3, 3, 2, 2, 1, 1, 3, 3, 3, 3, KEEL_ACT_NONE, true) <= 1e-5f);
   CHECK(run_case(1, 2, 9, 70, 5, 5, 2, 2, 2, 2, 4, 4, 4, 4, KEEL_ACT_CLIP, true) <= 1e-5f);
+  /* rows wide enough that the flat path works in several bands of output rows */
+  CHECK(run_case(1, 2, 61, 301, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, KEEL_ACT_CLIP, true) <= 1e-5f);
+  CHECK(run_case(1, 2, 45, 500, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, KEEL_ACT_NONE, true) <= 1e-5f);
+  CHECK(run_case(1, 2, 40, 333, 5, 5, 2, 2, 1, 1, 2, 2, 1, 2, KEEL_ACT_SIGMOID, false) <= 1e-5f);
+  CHECK(run_case(2, 3, 33, 35, 5, 5, 1, 1, 1, 1, 0, 2, 2, 0, KEEL_ACT_RELU, true) <= 1e-5f);
 }
 
 /* Split across the thread pool: the same bits as one thread (planes are independent). */
@@ -126,9 +134,15 @@ TEST(dw_threads) {
   float *x = malloc(nx * 4), *w = malloc((size_t)p.C * 9 * 4), *y1 = malloc(ny * 4), *y3 = malloc(ny * 4);
   for (size_t i = 0; i < nx; i++) x[i] = frand();
   for (int64_t i = 0; i < p.C * 9; i++) w[i] = frand();
-  keel_conv_dw_f32(&p, x, w, NULL, y1, 1);
-  keel_conv_dw_f32(&p, x, w, NULL, y3, 3);
-  CHECK(!memcmp(y1, y3, ny * 4));
+  for (int flat = 0; flat <= 1; flat++) {
+    keel_conv_dw_force_flat(flat);
+    keel_conv_dw_f32(&p, x, w, NULL, y1, 1);
+    for (int t = 2; t <= 3; t++) {
+      keel_conv_dw_f32(&p, x, w, NULL, y3, t);
+      CHECK(!memcmp(y1, y3, ny * 4));
+    }
+  }
+  keel_conv_dw_force_flat(-1);
   free(x), free(w), free(y1), free(y3);
 }
 

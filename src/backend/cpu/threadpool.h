@@ -28,4 +28,25 @@ int keel_parallel_run(int nt, keel_pool_fn fn, void *ctx);
  * tools that cannot set the module option), else `requested` (keel_exec.num_threads), at least 1. */
 int keel_threads_effective(int requested);
 
+/* Helpers for kernels that split a loop (additive; header-only). */
+#include <stdint.h>
+
+/* How many of nt threads to use for `work` units when each thread should get at least `min_per_thread`
+ * (waking the pool costs microseconds, so tiny operators stay on the caller). */
+static inline int keel_threads_for(int nt, double work, double min_per_thread) {
+  if (nt < 1) nt = 1;
+  const double k = work / min_per_thread;
+  if (k < (double)nt) nt = k < 1.0 ? 1 : (int)k;
+  return nt;
+}
+
+/* [*b, *e): thread tid's share of [0, n) out of nt, boundaries on multiples of `align` (>= 1; e.g. 16
+ * floats so that two threads never write the same cache line). */
+static inline void keel_split_range(int64_t n, int tid, int nt, int64_t align, int64_t *b, int64_t *e) {
+  const int64_t units = (n + align - 1) / align;
+  const int64_t u0 = units * tid / nt, u1 = units * (tid + 1) / nt;
+  *b = u0 * align < n ? u0 * align : n;
+  *e = u1 * align < n ? u1 * align : n;
+}
+
 #endif
