@@ -1,11 +1,14 @@
 /* Conv and ConvTranspose (float32, float64): im2col / col2im into the planned workspace + GEMM.
  * float32 Conv uses keel's GEMM (backend/cpu/gemm.h) with the weights as the A operand, packed once per
  * group at engine build (nn_conv_prepare), and bias + activation in its epilogue: Y[M, HW] = W[M, C k k] x
- * cols[C k k, HW]. 1x1 stride-1 unpadded convolutions multiply straight from the input; 2-D depthwise
+ * cols[C k k, HW]. Small output maps (7x7, and 14x14 with k x k kernels at batch 1) swap the roles,
+ * Y^T = cols^T x W^T with the batch folded into the rows (W^T packed as B), and transpose the result
+ * (conv_swap_decide). 1x1 stride-1 unpadded convolutions multiply straight from the input; 2-D depthwise
  * convolutions go to keel_conv_dw_f32 (ops/nn_conv_dw.h). float64 and ConvTranspose use OpenBLAS; their
  * fused activation (node->act) is applied to the output at the end. */
 #include <limits.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -182,10 +185,47 @@ static bool conv_is_dw2d(const nn_conv_geom *g, keel_dtype dt) {
   return dt == KEEL_FLOAT32 && g->Cg == 1 && g->group == g->C && g->M == g->C && g->ndim == 4 && !g->pointwise;
 }
 
+/* Swapped orientation: Y^T[N*OH*OW, M] = cols^T x W^T into a scratch tile, then transposed into Y. With
+ * few output positions (7x7 maps: 49 columns of 32-wide tiles waste 23% of the vector lanes) the channel
+ * count becomes the long, lane-filling dimension, the positions fill the kernel's rows (14 at a time) and
+ * the images of a batch share one GEMM (the weights stream once per batch, not once per image). The extra
+ * pass over Y costs about 32 / K of the GEMM. Measured on ResNet-50 (AVX-512, Zen 5): a clear win for 7x7
+ * maps at batch 1 and 8 and for 3x3 kernels on 14x14 maps at batch 1; slower for 1x1 kernels on 14x14 maps
+ * at batch 8 (the normal orientation reads X in place there) and even for 3x3 on 14x14 at batch 8. Hence:
+ * swap when the lane gain is real and either lanes are badly wasted (< 80% used) or, for k x k kernels at
+ * batch 1, moderately. */
+static bool conv_swap_decide(int64_t N, int64_t P, int64_t M, int64_t K, int64_t kprod) {
+  if (N < 1 || P < 1 || M < 1 || K < 1) return false;
+  const keel_gemm_isa isa = keel_gemm_get_isa();
+  const int64_t MR = isa == KEEL_GEMM_AVX512 ? 14 : isa == KEEL_GEMM_AVX2 ? 6 : 4;
+  const int64_t NR = isa == KEEL_GEMM_AVX512 ? 32 : 16;
+  const double rows = (double)N * (double)P;
+  const double en = (double)P / (double)((P + NR - 1) / NR * NR);
+  const double er = rows / (double)((N * P + MR - 1) / MR * MR);
+  const double ec = (double)M / (double)((M + NR / 2 - 1) / (NR / 2) * (NR / 2)); /* half-width edge variants */
+  const double gain = er * ec / (1.0 + 32.0 / (double)K) / en;
+  return gain > 1.05 && (en < 0.8 || (kprod > 1 && N == 1));
+}
+
+static bool conv_swapped(const nn_conv_geom *g, keel_dtype dt) {
+  if (dt != KEEL_FLOAT32 || g->group != 1 || g->out_prod <= 0 || conv_is_dw2d(g, dt) || !conv_implicit(g))
+    return false;
+  return conv_swap_decide(g->N, g->out_prod, g->M, g->Cg * g->kprod, g->kprod);
+}
+
+static size_t conv_swap_tile_bytes(const nn_conv_geom *g) {
+  return ((size_t)g->N * (size_t)g->out_prod * (size_t)g->M * sizeof(float) + 63) & ~(size_t)63;
+}
+
 /* im2col bytes (64-byte aligned) then, for float32, the GEMM's scratch. */
 static size_t conv_ws_bytes(const nn_conv_geom *g, keel_dtype dt) {
   if (g->out_prod < 0 || conv_is_dw2d(g, dt)) return 0;
   size_t bytes = 0;
+  if (conv_swapped(g, dt)) {
+    int64_t e;
+    if (!keel_mul_i64(g->N, g->out_prod, &e) || !keel_mul_i64(e, g->M, &e)) return SIZE_MAX;
+    return 64 + conv_swap_tile_bytes(g) + keel_gemm_workspace(g->N * g->out_prod, g->M, g->Cg * g->kprod, false, false);
+  }
   if (dt == KEEL_FLOAT32 && !g->pointwise && conv_implicit(g))
     return keel_gemm_workspace(g->Mg, g->out_prod, g->Cg * g->kprod, false, false);
   if (!g->pointwise && g->Cg > 1) {
@@ -208,13 +248,31 @@ static size_t conv_ws_bytes(const nn_conv_geom *g, keel_dtype dt) {
 typedef struct conv_prep {
   const void *src; /* W's data: used only while the call's W is this constant */
   int64_t M, K, group;
-  keel_gemm_packed *pa[];
+  /* W^T as the B operand (swapped orientation, group 1), or NULL: packed by prepare when the graph declares
+   * the output shape, else by the first workspace query (planning) that finds the swapped orientation. */
+  _Atomic(keel_gemm_packed *) pb;
+  keel_gemm_packed *pa[]; /* per group; NULL when only pb was packed */
 } conv_prep;
 
 static void conv_prep_free(void *p) {
   conv_prep *c = p;
   for (int64_t i = 0; i < c->group; i++) keel_gemm_packed_free(c->pa[i]);
+  keel_gemm_packed_free(atomic_load(&c->pb));
   free(c);
+}
+
+/* The swapped orientation for this node at the shapes the graph declares (all known), for packing. */
+static bool conv_prep_swapped(const keel_node *n, const keel_graph *g, int64_t group, int64_t M, int64_t K) {
+  if (group != 1 || n->n_outputs < 1 || n->outputs[0] < 0) return false;
+  const keel_value *v = &g->values[n->outputs[0]];
+  if (v->ndim < 3 || v->ndim > 4) return false; /* 1-D / 2-D only */
+  int64_t P = 1;
+  for (int i = 0; i < v->ndim; i++)
+    if (v->dims[i] < 1) return false;
+  for (int i = 2; i < v->ndim; i++) P *= v->dims[i];
+  const keel_tensor *wt = g->values[n->inputs[1]].constant;
+  const int64_t kprod = K / keel_tensor_dims(wt)[1];
+  return v->dims[1] == M && conv_swap_decide(v->dims[0], P, M, K, kprod);
 }
 
 keel_status *nn_conv_prepare(keel_node *n, const keel_graph *g); /* called by keel_nn_prepare (nn_gemm.c) */
@@ -233,25 +291,38 @@ keel_status *nn_conv_prepare(keel_node *n, const keel_graph *g) {
   c->M = M;
   c->K = K;
   c->group = group;
+  n->prepared = c;
+  n->prepared_free = conv_prep_free;
+  if (conv_prep_swapped(n, g, group, M, K)) {
+    keel_gemm_packed *pb = keel_gemm_pack_b(c->src, K, M, 1, K); /* W^T(k, m) = W[m, k] */
+    atomic_store(&c->pb, pb);
+    if (!pb) {
+      n->prepared = NULL;
+      conv_prep_free(c);
+    }
+    return NULL;
+  }
   for (int64_t i = 0; i < group; i++) {
     c->pa[i] = keel_gemm_pack_a((const float *)c->src + i * Mg * K, Mg, K, K, 1);
     if (!c->pa[i]) {
+      n->prepared = NULL;
       conv_prep_free(c);
       return NULL;
     }
   }
-  n->prepared = c;
-  n->prepared_free = conv_prep_free;
   return NULL;
 }
 
-/* Implicit im2col: B(k, j) of the convolution GEMM read straight from the input into the GEMM's panels, for
- * one image and group of a 1-D / 2-D convolution (k = (c, kh, kw), j = (oh, ow)). Skips the column buffer
- * and its second pass. */
+/* Implicit im2col: operand (k, j) of the convolution GEMM read straight from the input into the GEMM's
+ * panels, for one group of a 1-D / 2-D convolution (k = (c, kh, kw), j = (image, oh, ow)). Skips the column
+ * buffer and its second pass. The panel layout (k-major, nr positions per k) is the same whether the
+ * positions are B's columns (Y = W x cols) or A's rows (swapped: Y^T = cols^T x W^T). */
 typedef struct conv_src {
-  const float *x; /* the group's first input channel */
+  const float *x;     /* image 0's first input channel of the group */
+  int64_t img_stride; /* floats from one image to the next */
+  int64_t P;          /* positions per image: OH * OW */
   const nn_window *w;
-  int64_t N; /* columns: OH * OW */
+  int64_t N; /* positions in all: images * P */
 } conv_src;
 
 /* Copy `run` input columns starting at iw0 with stride sw from row (IW wide) into d, zeros outside [0, IW).
@@ -282,46 +353,264 @@ static inline void conv_copy_run(float *restrict d, const float *restrict row, i
   for (r = hi; r < run; r++) d[r] = 0.0f;
 }
 
-static void conv_pack_b(const void *ctx, float *dst, int64_t k0, int64_t kc, int64_t j0, int64_t nj, int nr) {
-  const conv_src *cs = ctx;
+/* The packing loop, with COPY(dst, row, iw0, sw, run, IW) copying one run (a macro so the AVX-512 copy can
+ * be inlined into an AVX-512 instance while the portable instance stays portable). */
+#define CONV_PACK_BODY(COPY)                                                                                    \
+  const conv_src *cs = ctx;                                                                                     \
+  const nn_window *w = cs->w;                                                                                   \
+  const int64_t IH = w->in[1], IW = w->in[2], OW = w->out[2], KH = w->k[1], KW = w->k[2];                       \
+  const int64_t sh = w->s[1], sw = w->s[2], dh = w->d[1], dw = w->d[2], ph = w->pb[1], pw = w->pb[2];          \
+  const int64_t panels = (nj + nr - 1) / nr;                                                                    \
+  for (int64_t p = 0; p < panels; p++) {                                                                        \
+    /* The panel's columns as runs along output rows: (offset in panel, length, oh, ow, image); at most nr     \
+     * (<= 32) runs, one per output row when OW is 1. */                                                        \
+    enum { MAX_SEG = 32 };                                                                                      \
+    int64_t seg_t[MAX_SEG], seg_n[MAX_SEG], seg_oh[MAX_SEG], seg_ow[MAX_SEG];                                   \
+    const float *seg_x[MAX_SEG];                                                                                \
+    int nseg = 0;                                                                                               \
+    const int64_t jb = j0 + p * nr, je = jb + nr < cs->N ? jb + nr : cs->N;                                     \
+    const int64_t valid = je > jb ? je - jb : 0;                                                                \
+    for (int64_t j = jb; j < je && nseg < MAX_SEG;) {                                                           \
+      const int64_t img = j / cs->P, q = j - img * cs->P, oh = q / OW, ow = q - oh * OW;                        \
+      const int64_t run = OW - ow < je - j ? OW - ow : je - j;                                                  \
+      seg_t[nseg] = j - jb, seg_n[nseg] = run, seg_oh[nseg] = oh, seg_ow[nseg] = ow;                            \
+      seg_x[nseg] = cs->x + img * cs->img_stride;                                                               \
+      nseg++;                                                                                                   \
+      j += run;                                                                                                 \
+    }                                                                                                           \
+    float *restrict d = dst + p * kc * nr;                                                                      \
+    int64_t c = k0 / (KH * KW), kh = k0 / KW % KH, kw = k0 % KW;                                                \
+    for (int64_t k = 0; k < kc; k++, d += nr) {                                                                 \
+      const int64_t coff = c * IH * IW;                                                                         \
+      const int64_t hoff = kh * dh - ph, woff = kw * dw - pw;                                                   \
+      for (int sgi = 0; sgi < nseg; sgi++) {                                                                    \
+        const int64_t ih = seg_oh[sgi] * sh + hoff;                                                             \
+        float *ds = d + seg_t[sgi];                                                                             \
+        if (ih < 0 || ih >= IH)                                                                                 \
+          for (int64_t r = 0; r < seg_n[sgi]; r++) ds[r] = 0.0f;                                                \
+        else                                                                                                    \
+          COPY(ds, seg_x[sgi] + coff + ih * IW, seg_ow[sgi] * sw + woff, sw, seg_n[sgi], IW);                   \
+      }                                                                                                         \
+      for (int64_t t = valid; t < nr; t++) d[t] = 0.0f;                                                         \
+      if (++kw == KW) {                                                                                         \
+        kw = 0;                                                                                                 \
+        if (++kh == KH) kh = 0, c++;                                                                            \
+      }                                                                                                         \
+    }                                                                                                           \
+  }
+
+static void conv_pack_b_c(const void *ctx, float *dst, int64_t k0, int64_t kc, int64_t j0, int64_t nj, int nr) {
+  CONV_PACK_BODY(conv_copy_run)
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define CONV_HAVE_512 1
+/* conv_copy_run for stride 1 or 2 with masked AVX-512 moves: the mask keeps loads inside [0, IW) (masked-off
+ * lanes are not read) and zero-fills the padding in the same store; stride 2 loads 32 floats and keeps the
+ * even ones. run <= 32. The source address is formed as an integer: it may lie outside the row. */
+__attribute__((target("avx512f"), always_inline)) static inline void conv_copy_run_512(float *d, const float *row,
+                                                                                       int64_t iw0, int64_t sw,
+                                                                                       int64_t run, int64_t IW) {
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  for (int64_t v = 0; v < run; v += 16) {
+    const int64_t n = run - v < 16 ? run - v : 16;
+    const __mmask16 sm = (__mmask16)((1u << n) - 1);
+    const int64_t s0 = iw0 + v * sw; /* source column of lane 0 */
+    const int64_t L = sw == 1 ? 16 : 32;
+    int64_t lo = -s0, hi = IW - s0; /* valid source lanes [lo, hi) of L */
+    if (lo < 0) lo = 0;
+    if (hi > L) hi = L;
+    const uint32_t lm = hi > lo ? (uint32_t)(((uint64_t)1 << hi) - ((uint64_t)1 << lo)) : 0u;
+    const float *src = (const float *)((uintptr_t)row + (uintptr_t)(s0 * (int64_t)sizeof(float)));
+    __m512 x;
+    if (sw == 1) {
+      x = _mm512_maskz_loadu_ps((__mmask16)(lm & sm), src);
+    } else {
+      const __m512 a = _mm512_maskz_loadu_ps((__mmask16)lm, src);
+      const __m512 b = _mm512_maskz_loadu_ps((__mmask16)(lm >> 16), src + 16);
+      x = _mm512_permutex2var_ps(a, even, b);
+    }
+    _mm512_mask_storeu_ps(d + v, sm, x);
+  }
+}
+
+__attribute__((target("avx512f"))) static void conv_pack_b_512(const void *ctx, float *dst, int64_t k0, int64_t kc,
+                                                               int64_t j0, int64_t nj, int nr) {
+  CONV_PACK_BODY(conv_copy_run_512)
+}
+#endif
+
+/* Stride-1 / stride-2 packing with the per-run work hoisted out of the k loop: each run's load masks and
+ * source offset depend only on kw, so they are computed once per panel; per k and run what is left is a row
+ * check, masked loads (zeros where the kernel hangs over the edge; stride 2 loads 32 floats per 16 and
+ * keeps the even ones) and stores. Returns false (nothing written) for shapes it does not cover (KW > 16
+ * or a panel of more than 8 runs). */
+__attribute__((target("avx512f"))) static bool conv_pack_fast_512(const conv_src *cs, float *dst, int64_t k0,
+                                                                   int64_t kc, int64_t j0, int64_t nj, int nr) {
+  enum { MAXKW = 16, MAXSEG = 8 };
   const nn_window *w = cs->w;
   const int64_t IH = w->in[1], IW = w->in[2], OW = w->out[2], KH = w->k[1], KW = w->k[2];
   const int64_t sh = w->s[1], sw = w->s[2], dh = w->d[1], dw = w->d[2], ph = w->pb[1], pw = w->pb[2];
+  if (KW > MAXKW || nr > 32 || (sw != 1 && sw != 2)) return false;
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
   const int64_t panels = (nj + nr - 1) / nr;
   for (int64_t p = 0; p < panels; p++) {
-    /* The panel's columns as runs along output rows: (offset in panel, length, oh, ow); at most nr (<= 32)
-     * runs, one per output row when OW is 1. */
-    enum { MAX_SEG = 32 };
-    int64_t seg_t[MAX_SEG], seg_n[MAX_SEG], seg_oh[MAX_SEG], seg_ow[MAX_SEG];
+    int64_t seg_t[MAXSEG], seg_n[MAXSEG], seg_oh[MAXSEG], seg_ow[MAXSEG];
+    const float *seg_x[MAXSEG];
     int nseg = 0;
     const int64_t jb = j0 + p * nr, je = jb + nr < cs->N ? jb + nr : cs->N;
-    const int64_t valid = je - jb;
-    for (int64_t j = jb, oh = jb / OW, ow = jb % OW; j < je && nseg < MAX_SEG; oh++, ow = 0) {
+    for (int64_t j = jb; j < je; nseg++) {
+      if (nseg == MAXSEG) {
+        if (p == 0) return false;
+        conv_pack_b_c(cs, dst + p * kc * nr, k0, kc, jb, nj - p * nr, nr); /* the remaining panels */
+        return true;
+      }
+      const int64_t img = j / cs->P, q = j - img * cs->P, oh = q / OW, ow = q - oh * OW;
       const int64_t run = OW - ow < je - j ? OW - ow : je - j;
       seg_t[nseg] = j - jb, seg_n[nseg] = run, seg_oh[nseg] = oh, seg_ow[nseg] = ow;
-      nseg++;
+      seg_x[nseg] = cs->x + img * cs->img_stride;
       j += run;
     }
+    const int64_t filled = je > jb ? je - jb : 0;
+    /* Where the next panel starts reading: its first run's source, fetched one k ahead of its packing. Per k
+     * the source moves to another channel / kernel row (a new stream the hardware prefetcher has not
+     * seen), which left large layers at batch 8 waiting on memory. */
+    const float *nx[2] = {NULL, NULL};
+    int64_t n_oh[2] = {0, 0}, n_so[2] = {0, 0};
+    for (int t = 0, jn = 0; t < 2; t++) { /* the next panel's first two runs */
+      const int64_t j = je + (t ? jn : 0);
+      if (j >= cs->N || (t && j >= je + nr)) break;
+      const int64_t img = j / cs->P, q = j - img * cs->P, oh = q / OW, ow = q - oh * OW;
+      n_oh[t] = oh;
+      n_so[t] = ow * sw - pw;
+      nx[t] = cs->x + img * cs->img_stride;
+      jn = (int)(OW - ow);
+    }
+    /* lm[kw][seg][h]: load mask of source half h (16 floats): stride 1 has one half per output vector v
+     * (h = v), stride 2 two (h = 2v, 2v + 1). */
+    __mmask16 lm[MAXKW][MAXSEG][4], sm[MAXSEG][2];
+    int64_t so[MAXKW][MAXSEG];
+    for (int sg = 0; sg < nseg; sg++) {
+      for (int v = 0; v < 2; v++) {
+        const int64_t n = seg_n[sg] - 16 * v;
+        sm[sg][v] = n <= 0 ? 0 : n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1);
+      }
+      for (int64_t kw = 0; kw < KW; kw++) {
+        const int64_t s0 = seg_ow[sg] * sw + kw * dw - pw;
+        so[kw][sg] = s0;
+        for (int h = 0; h < 4; h++) {
+          /* source lanes [16h, 16h + 16) of the run's window: valid inside the row and the run */
+          const int64_t base = s0 + 16 * h, need = seg_n[sg] * sw - 16 * h;
+          int64_t lo = -base, hi = IW - base;
+          if (lo < 0) lo = 0;
+          if (hi > 16) hi = 16;
+          if (hi > need) hi = need;
+          lm[kw][sg][h] = hi > lo ? (__mmask16)((1u << hi) - (1u << lo)) : 0;
+        }
+      }
+    }
+    const __mmask16 full0 = (__mmask16)(nr >= 16 ? 0xFFFF : (1u << nr) - 1);
+    const __mmask16 full1 = (__mmask16)(nr >= 32 ? 0xFFFF : nr > 16 ? (1u << (nr - 16)) - 1 : 0);
+    const __mmask16 tail0 = (__mmask16)(filled >= 16 ? 0 : (0xFFFFu << filled)) & full0;
+    const __mmask16 tail1 = (__mmask16)(0xFFFFu << (filled > 16 ? filled - 16 : 0)) & full1;
+    const __m512 z = _mm512_setzero_ps();
     float *restrict d = dst + p * kc * nr;
     int64_t c = k0 / (KH * KW), kh = k0 / KW % KH, kw = k0 % KW;
     for (int64_t k = 0; k < kc; k++, d += nr) {
-      const float *xc = cs->x + c * IH * IW;
-      const int64_t hoff = kh * dh - ph, woff = kw * dw - pw;
-      for (int sgi = 0; sgi < nseg; sgi++) {
-        const int64_t ih = seg_oh[sgi] * sh + hoff;
-        float *ds = d + seg_t[sgi];
-        if (ih < 0 || ih >= IH)
-          for (int64_t r = 0; r < seg_n[sgi]; r++) ds[r] = 0.0f;
-        else
-          conv_copy_run(ds, xc + ih * IW, seg_ow[sgi] * sw + woff, sw, seg_n[sgi], IW);
+      const int64_t coff = c * IH * IW, hoff = kh * dh - ph;
+      for (int t = 0; t < 2 && nx[t]; t++) {
+        const int64_t ih = n_oh[t] * sh + hoff;
+        if (ih >= 0 && ih < IH) {
+          const float *q = nx[t] + coff + ih * IW + (n_so[t] + kw * dw > 0 ? n_so[t] + kw * dw : 0);
+          _mm_prefetch((const char *)q, _MM_HINT_T0);
+          _mm_prefetch((const char *)(q + 16), _MM_HINT_T0);
+          if (sw > 1) _mm_prefetch((const char *)(q + 32), _MM_HINT_T0);
+        }
       }
-      for (int64_t t = valid; t < nr; t++) d[t] = 0.0f;
+      for (int sg = 0; sg < nseg; sg++) {
+        const int64_t ih = seg_oh[sg] * sh + hoff;
+        const bool ok = ih >= 0 && ih < IH;
+        /* formed as an integer: the window may start before the row (those lanes are masked off) */
+        const float *src = (const float *)((uintptr_t)(seg_x[sg] + coff) +
+                                           (uintptr_t)((ih * IW + so[kw][sg]) * (int64_t)sizeof(float)));
+        const __mmask16 *m = lm[kw][sg];
+        float *ds = d + seg_t[sg];
+        if (sw == 1) {
+          _mm512_mask_storeu_ps(ds, sm[sg][0], _mm512_maskz_loadu_ps(ok ? m[0] : 0, src));
+          if (sm[sg][1]) _mm512_mask_storeu_ps(ds + 16, sm[sg][1], _mm512_maskz_loadu_ps(ok ? m[1] : 0, src + 16));
+        } else {
+          for (int v = 0; v < 2 && sm[sg][v]; v++) {
+            const __m512 a = _mm512_maskz_loadu_ps(ok ? m[2 * v] : 0, src + 32 * v);
+            const __m512 b = _mm512_maskz_loadu_ps(ok ? m[2 * v + 1] : 0, src + 32 * v + 16);
+            _mm512_mask_storeu_ps(ds + 16 * v, sm[sg][v], _mm512_permutex2var_ps(a, even, b));
+          }
+        }
+      }
+      if (tail0) _mm512_mask_storeu_ps(d, tail0, z);
+      if (tail1) _mm512_mask_storeu_ps(d + 16, tail1, z);
       if (++kw == KW) {
         kw = 0;
         if (++kh == KH) kh = 0, c++;
       }
     }
   }
+  return true;
+}
+
+/* Implicit-im2col panels (keel_gemm_pack_fn) for either operand. */
+static void conv_pack_b(const void *ctx, float *dst, int64_t k0, int64_t kc, int64_t j0, int64_t nj, int nr) {
+#ifdef CONV_HAVE_512
+  const nn_window *w = ((const conv_src *)ctx)->w;
+  if (w->s[2] <= 2 && nr <= 32 && keel_gemm_get_isa() == KEEL_GEMM_AVX512) {
+    if (conv_pack_fast_512(ctx, dst, k0, kc, j0, nj, nr)) return;
+    if (w->s[2] == 1) {
+      conv_pack_b_512(ctx, dst, k0, kc, j0, nj, nr);
+      return;
+    }
+  }
+#endif
+  conv_pack_b_c(ctx, dst, k0, kc, j0, nj, nr);
+}
+
+/* y[n][m][p] = yt[(n * P + p) * M + m], in 16 x 16 blocks (both sides touch whole cache lines). */
+typedef struct conv_untr_job {
+  const float *yt;
+  float *y;
+  int64_t N, P, M, nchunks;
+} conv_untr_job;
+
+static void conv_untranspose_part(void *ctx, int tid, int nt, void *scratch) {
+  (void)scratch;
+  const conv_untr_job *J = ctx;
+  const int64_t P = J->P, M = J->M;
+  for (int64_t c = tid; c < J->nchunks; c += nt) { /* chunk: one image x 16 channels */
+    const int64_t img = c / ((M + 15) / 16), m0 = c % ((M + 15) / 16) * 16, mn = M - m0 < 16 ? M - m0 : 16;
+    const float *src = J->yt + img * P * M + m0;
+    float *dst = J->y + (img * M + m0) * P;
+    for (int64_t p0 = 0; p0 < P; p0 += 16) {
+      const int64_t pn = P - p0 < 16 ? P - p0 : 16;
+      if (mn == 16 && pn == 16) {
+        float t[16][16];
+        for (int i = 0; i < 16; i++)
+          for (int j = 0; j < 16; j++) t[j][i] = src[(p0 + i) * M + j];
+        for (int j = 0; j < 16; j++) memcpy(dst + j * P + p0, t[j], 16 * sizeof(float));
+      } else {
+        for (int64_t j = 0; j < mn; j++)
+          for (int64_t i = 0; i < pn; i++) dst[j * P + p0 + i] = src[(p0 + i) * M + j];
+      }
+    }
+  }
+}
+
+static void conv_untranspose(const float *yt, float *y, int64_t N, int64_t P, int64_t M, int nt) {
+  conv_untr_job J = {yt, y, N, P, M, N * ((M + 15) / 16)};
+  const int64_t per_thread = 65536; /* floats: below that a pool wake-up costs more than it saves */
+  if (nt > 1 && N * P * M / per_thread < nt) nt = (int)(N * P * M / per_thread > 1 ? N * P * M / per_thread : 1);
+  if (nt > 1)
+    keel_parallel_run(nt, conv_untranspose_part, &J);
+  else
+    conv_untranspose_part(&J, 0, 1, NULL);
 }
 
 static bool conv_f32_gemm(const keel_node *n, const nn_conv_geom *g, const float *x, const float *w, const float *b,
@@ -331,6 +620,20 @@ static bool conv_f32_gemm(const keel_node *n, const nn_conv_geom *g, const float
   if (cp && (n->prepared_free != conv_prep_free || cp->src != w || cp->M != g->M || cp->K != K ||
              cp->group != g->group))
     cp = NULL;
+  if (conv_swapped(g, KEEL_FLOAT32)) {
+    float *yt = (float *)(((uintptr_t)ws + 63) & ~(uintptr_t)63);
+    const size_t used = (size_t)((char *)yt - ws) + conv_swap_tile_bytes(g);
+    const int64_t rows = g->N * P;
+    conv_src src = {x, g->C * g->in_prod, P, &g->w3, rows};
+    keel_gemm_operand oa = {.pack = conv_pack_b, .pack_ctx = &src};
+    keel_gemm_operand ob = {w, 1, K, cp ? atomic_load_explicit(&((conv_prep *)cp)->pb, memory_order_acquire) : NULL};
+    keel_gemm_epilogue e = {.col_bias = b, .act = n->act, .act_alpha = n->act_alpha, .act_beta = n->act_beta};
+    if (!keel_sgemm(rows, g->M, K, 1.0f, &oa, &ob, yt, g->M, &e, (char *)yt + used, ws_bytes > used ? ws_bytes - used : 0, nt))
+      return false;
+    conv_untranspose(yt, y, g->N, P, g->M, nt);
+    return true;
+  }
+  if (cp && !cp->pa[0]) cp = NULL; /* packed for the swapped orientation only */
   const bool implicit = !g->pointwise && conv_implicit(g);
   size_t col_bytes = 0;
   if (!g->pointwise && !implicit) col_bytes = ((size_t)K * (size_t)(g->chunk_rows * g->w3.out[2]) * sizeof(float) + 63) & ~(size_t)63;
@@ -350,7 +653,7 @@ static bool conv_f32_gemm(const keel_node *n, const nn_conv_geom *g, const float
         continue;
       }
       if (implicit) {
-        conv_src src = {xg, &g->w3, P};
+        conv_src src = {xg, g->C * g->in_prod, P, &g->w3, P};
         keel_gemm_operand ob = {.pack = conv_pack_b, .pack_ctx = &src};
         if (!keel_sgemm(g->Mg, P, K, 1.0f, &oa, &ob, yg, P, &e, gws, gws_bytes, nt)) return false;
         continue;
@@ -385,8 +688,17 @@ size_t nn_conv_workspace(const keel_node *n, const keel_view *in, int n_in, cons
     keel_status_free(s);
     return 0;
   }
+  /* Planning knows the shapes prepare may not have: pack W^T now if the swapped orientation will run (once;
+   * concurrent planners race with a compare-exchange, the loser frees its copy). */
+  conv_prep *cp = n->prepared;
+  if (cp && n->prepared_free == conv_prep_free && conv_swapped(&g, in[0].dtype) && cp->M == g.M &&
+      cp->K == g.Cg * g.kprod && cp->group == 1 && !atomic_load(&cp->pb)) {
+    keel_gemm_packed *pb = keel_gemm_pack_b(cp->src, cp->K, cp->M, 1, cp->K), *none = NULL;
+    if (pb && !atomic_compare_exchange_strong(&cp->pb, &none, pb)) keel_gemm_packed_free(pb);
+  }
   return conv_ws_bytes(&g, in[0].dtype);
 }
+
 
 keel_status *nn_conv_run(const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out,
                          keel_exec *ex) {

@@ -24,12 +24,29 @@ static int irand(int n) { return (int)((frand() + 1.0f) * 0.5f * (float)n) % n; 
 typedef struct cfg {
   int64_t M, N, K;
   bool ta, tb, pack_a, pack_b, row_bias, col_bias;
+  bool a_cb, b_cb; /* operand written by a keel_gemm_pack_fn callback (implicit im2col's interface) */
   float alpha, beta;
   keel_act act;
   int threads;
 } cfg;
 
 static int64_t cases_run = 0;
+
+/* A pack callback over a strided matrix: element (r, k) of the packed dimension r at p[r * rs + k * cs]. */
+typedef struct cb_src {
+  const float *p;
+  int64_t rs, cs, rows;
+} cb_src;
+
+static void cb_pack(const void *ctx, float *dst, int64_t k0, int64_t kc, int64_t j0, int64_t nj, int nr) {
+  const cb_src *s = ctx;
+  for (int64_t p = 0; p < (nj + nr - 1) / nr; p++)
+    for (int64_t k = 0; k < kc; k++)
+      for (int r = 0; r < nr; r++) {
+        const int64_t row = j0 + p * nr + r;
+        dst[(p * kc + k) * nr + r] = row < s->rows ? s->p[row * s->rs + (k0 + k) * s->cs] : 0.0f;
+      }
+}
 
 /* Run one configuration; return false (and print it) on a mismatch. */
 static bool run_case(const cfg *c) {
@@ -73,6 +90,9 @@ static bool run_case(const cfg *c) {
   keel_gemm_packed *pb = c->pack_b ? keel_gemm_pack_b(B, K, N, b_rs, b_cs) : NULL;
   oa.packed = pa;
   ob.packed = pb;
+  const cb_src sa = {A, a_rs, a_cs, M}, sb = {B, b_cs, b_rs, N};
+  if (c->a_cb && !pa) oa = (keel_gemm_operand){.pack = cb_pack, .pack_ctx = &sa};
+  if (c->b_cb && !pb) ob = (keel_gemm_operand){.pack = cb_pack, .pack_ctx = &sb};
   keel_gemm_epilogue e = {.beta = c->beta, .row_bias = c->row_bias ? rb : NULL, .col_bias = c->col_bias ? cb : NULL,
                           .act = c->act, .act_alpha = 0.1f, .act_beta = 0.6f};
   size_t wsb = keel_gemm_workspace(M, N, K, pa != NULL, pb != NULL);
@@ -100,9 +120,10 @@ static bool run_case(const cfg *c) {
   if (!ok)
     fprintf(stderr,
             "mismatch (%g): isa %s M %lld N %lld K %lld ta %d tb %d pack_a %d pack_b %d alpha %g beta %g rb %d cb %d "
-            "act %d threads %d\n",
+            "act %d threads %d a_cb %d b_cb %d\n",
             worst, keel_gemm_isa_name(keel_gemm_get_isa()), (long long)M, (long long)N, (long long)K, c->ta, c->tb,
-            c->pack_a, c->pack_b, c->alpha, c->beta, c->row_bias, c->col_bias, (int)c->act, c->threads);
+            c->pack_a, c->pack_b, c->alpha, c->beta, c->row_bias, c->col_bias, (int)c->act, c->threads, c->a_cb,
+            c->b_cb);
   cases_run++;
   keel_gemm_packed_free(pa);
   keel_gemm_packed_free(pb);
@@ -124,6 +145,8 @@ static void random_variant(cfg *c) {
   c->row_bias = irand(3) == 0;
   c->col_bias = irand(3) == 0;
   c->act = acts[irand(7)];
+  c->a_cb = !c->pack_a && irand(4) == 0;
+  c->b_cb = !c->pack_b && irand(4) == 0;
   c->threads = 1;
 }
 
@@ -181,6 +204,13 @@ TEST(blocking_boundaries_and_threads) {
       c.threads = t;
       c.pack_a = s % 2 == 0;
       c.pack_b = s == 3;
+      c.a_cb = c.b_cb = false;
+      CHECK(run_case(&c));
+      /* A from a pack callback against a pre-packed B (the swapped convolution), and B from a callback
+       * against a pre-packed A (implicit im2col) */
+      c.pack_a = false, c.a_cb = true, c.pack_b = true, c.b_cb = false;
+      CHECK(run_case(&c));
+      c.pack_a = true, c.a_cb = false, c.pack_b = false, c.b_cb = true;
       CHECK(run_case(&c));
     }
 }

@@ -238,7 +238,9 @@ static void gemm_block_apacked(const gemm_job *J, int64_t m0, int64_t m1, int64_
 static void gemm_block(const gemm_job *J, int64_t m0, int64_t m1, int64_t n0, int64_t n1, float *scratch) {
   const int MR = J->k->mr, NR = J->k->nr;
   const keel_gemm_packed *pa = J->A->packed, *pb = J->B->packed;
-  const int64_t MC = pb ? GEMM_MC_BPACKED : GEMM_MC;
+  /* A written by a callback (implicit im2col, swapped conv) is re-read from L2 for every B panel: keep its
+   * block at the normal height so it stays there next to a wide pre-packed B block. */
+  const int64_t MC = pb && !J->A->pack ? GEMM_MC_BPACKED : GEMM_MC;
   float *abuf = scratch, *bbuf = pa ? scratch : scratch + (size_t)MC * GEMM_KC;
   const int64_t K = J->K, Mpad = round_up(J->M, MR), Npad = round_up(J->N, NR);
   const keel_gemm_epilogue *ep = &J->epi;
@@ -268,6 +270,9 @@ static void gemm_block(const gemm_job *J, int64_t m0, int64_t m1, int64_t n0, in
         const float *Ablk;
         if (pa) {
           Ablk = pa->data + pc * Mpad + (ic / MR) * kc * MR;
+        } else if (J->A->pack) {
+          J->A->pack(J->A->pack_ctx, abuf, pc, kc, ic, mc, MR);
+          Ablk = abuf;
         } else {
           pack_panels(abuf, J->A->p, J->A->rs, J->A->cs, ic, round_up(mc, MR), J->M, pc, kc, MR);
           Ablk = abuf;
@@ -412,7 +417,7 @@ bool keel_sgemm(int64_t M, int64_t N, int64_t K, float alpha, const keel_gemm_op
   atomic_init(&J.next, 0);
   J.isa = pa ? pa->isa : pb ? pb->isa : keel_gemm_get_isa();
   J.k = &isas[J.isa];
-  if (M == 1 && pb && !pa) {
+  if (M == 1 && pb && !pa && !A->pack) {
     gemv_packed(&J);
     return true;
   }

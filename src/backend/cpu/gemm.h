@@ -48,8 +48,9 @@ keel_gemm_packed *keel_gemm_pack_a(const float *a, int64_t M, int64_t K, int64_t
 keel_gemm_packed *keel_gemm_pack_b(const float *b, int64_t K, int64_t N, int64_t rs, int64_t cs);
 void keel_gemm_packed_free(keel_gemm_packed *p);
 
-/* Writes B's panels itself (B only; e.g. implicit im2col): columns [j0, j0 + nj) and rows [k0, k0 + kc) as
- * panels of nr columns, each kc x nr (k-major); columns past N are zero. */
+/* Writes an operand's panels itself (e.g. implicit im2col). For B: columns [j0, j0 + nj) and rows
+ * [k0, k0 + kc) as panels of nr columns, each kc x nr (k-major); columns past N are zero. For A the same
+ * with j = A's rows (past M: zero) and nr = the kernel's row count. */
 typedef void (*keel_gemm_pack_fn)(const void *ctx, float *dst, int64_t k0, int64_t kc, int64_t j0, int64_t nj,
                                   int nr);
 
@@ -58,7 +59,7 @@ typedef struct keel_gemm_operand {
   const float *p;
   int64_t rs, cs;
   const keel_gemm_packed *packed; /* when non-NULL, the rest is ignored */
-  keel_gemm_pack_fn pack;         /* B only: when non-NULL, p / rs / cs are ignored */
+  keel_gemm_pack_fn pack;         /* when non-NULL, p / rs / cs are ignored */
   const void *pack_ctx;
 } keel_gemm_operand;
 
