@@ -231,34 +231,43 @@ static keel_status *concat_infer(const keel_node *n, const keel_view *in, int n_
   return string_pair_infer("StringConcat", in, n_in, out, KEEL_STRING);
 }
 
-static keel_status *concat_run(const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out,
-                               keel_exec *ex) {
-  (void)n, (void)n_in, (void)n_out, (void)ex;
+/* Visits every output element of a two-string-input broadcast (StringConcat, Equal): pair(ctx, x, y, out index). */
+typedef keel_status *(*string_pair_fn)(void *ctx, const keel_string *x, const keel_string *y, int64_t o);
+
+static keel_status *string_pair_each(const keel_view *in, const keel_view *out, string_pair_fn pair, void *ctx) {
   keel_bcast b;
   const int64_t *d[2] = {in[0].dims, in[1].dims};
   int nd[2] = {in[0].ndim, in[1].ndim};
-  KEEL_TRY(keel_bcast_init(&b, out[0].dims, out[0].ndim, d, nd, 2));
+  KEEL_TRY(keel_bcast_init(&b, out->dims, out->ndim, d, nd, 2));
   keel_bcast_iter it;
-  keel_string *dst = out[0].data;
   if (keel_bcast_begin(&b, &it)) do {
-      for (int64_t j = 0; j < b.inner; j++) {
-        const keel_string *x = &sv(&in[0])[it.off[0] + j * b.inner_step[0]];
-        const keel_string *y = &sv(&in[1])[it.off[1] + j * b.inner_step[1]];
-        size_t lx = x->data ? x->len : 0, ly = y->data ? y->len : 0;
-        if (lx > SIZE_MAX / 2 || ly > SIZE_MAX / 2) return oom_str();
-        keel_string *o = &dst[it.out + j];
-        keel_string_clear(o);
-        if (lx + ly == 0) continue;
-        char *buf = malloc(lx + ly + 1);
-        if (!buf) return oom_str();
-        memcpy(buf, s_bytes(x), lx);
-        memcpy(buf + lx, s_bytes(y), ly);
-        buf[lx + ly] = 0;
-        o->data = buf;
-        o->len = lx + ly;
-      }
+      for (int64_t j = 0; j < b.inner; j++)
+        KEEL_TRY(pair(ctx, &sv(&in[0])[it.off[0] + j * b.inner_step[0]], &sv(&in[1])[it.off[1] + j * b.inner_step[1]],
+                      it.out + j));
     } while (keel_bcast_next(&b, &it));
   return NULL;
+}
+
+static keel_status *concat_pair(void *ctx, const keel_string *x, const keel_string *y, int64_t oi) {
+  keel_string *o = (keel_string *)ctx + oi;
+  size_t lx = x->data ? x->len : 0, ly = y->data ? y->len : 0;
+  if (lx > SIZE_MAX / 2 || ly > SIZE_MAX / 2) return oom_str();
+  keel_string_clear(o);
+  if (lx + ly == 0) return NULL;
+  char *buf = malloc(lx + ly + 1);
+  if (!buf) return oom_str();
+  memcpy(buf, s_bytes(x), lx);
+  memcpy(buf + lx, s_bytes(y), ly);
+  buf[lx + ly] = 0;
+  o->data = buf;
+  o->len = lx + ly;
+  return NULL;
+}
+
+static keel_status *concat_run(const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out,
+                               keel_exec *ex) {
+  (void)n, (void)n_in, (void)n_out, (void)ex;
+  return string_pair_each(in, &out[0], concat_pair, out[0].data);
 }
 
 /* ---- StringSplit ---- */
@@ -487,24 +496,16 @@ static keel_status *equal_infer(const keel_node *n, const keel_view *in, int n_i
   return string_pair_infer("Equal", in, n_in, out, KEEL_BOOL);
 }
 
+static keel_status *equal_pair(void *ctx, const keel_string *x, const keel_string *y, int64_t o) {
+  size_t lx = x->data ? x->len : 0, ly = y->data ? y->len : 0;
+  ((uint8_t *)ctx)[o] = lx == ly && !memcmp(s_bytes(x), s_bytes(y), lx);
+  return NULL;
+}
+
 static keel_status *equal_run(const keel_node *n, const keel_view *in, int n_in, keel_view *out, int n_out,
                               keel_exec *ex) {
   (void)n, (void)n_in, (void)n_out, (void)ex;
-  keel_bcast b;
-  const int64_t *d[2] = {in[0].dims, in[1].dims};
-  int nd[2] = {in[0].ndim, in[1].ndim};
-  KEEL_TRY(keel_bcast_init(&b, out[0].dims, out[0].ndim, d, nd, 2));
-  keel_bcast_iter it;
-  uint8_t *dst = out[0].data;
-  if (keel_bcast_begin(&b, &it)) do {
-      for (int64_t j = 0; j < b.inner; j++) {
-        const keel_string *x = &sv(&in[0])[it.off[0] + j * b.inner_step[0]];
-        const keel_string *y = &sv(&in[1])[it.off[1] + j * b.inner_step[1]];
-        size_t lx = x->data ? x->len : 0, ly = y->data ? y->len : 0;
-        dst[it.out + j] = lx == ly && !memcmp(s_bytes(x), s_bytes(y), lx);
-      }
-    } while (keel_bcast_next(&b, &it));
-  return NULL;
+  return string_pair_each(in, &out[0], equal_pair, out[0].data);
 }
 
 /* ---- Cast / CastLike to and from strings ---- */
