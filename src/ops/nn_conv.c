@@ -641,6 +641,15 @@ static bool conv_f32_gemm(const keel_node *n, const nn_conv_geom *g, const float
   char *gws = ws + col_bytes;
   size_t gws_bytes = ws_bytes > col_bytes ? ws_bytes - col_bytes : 0;
   keel_gemm_epilogue e = {.act = n->act, .act_alpha = n->act_alpha, .act_beta = n->act_beta};
+  if (g->pointwise && g->group == 1 && g->N > 1) {
+    /* 1x1 over a batch: one GEMM per image, all in one fork / join so the threads share every image's
+     * blocks (one image's GEMM is often too short to split evenly over the threads by itself) */
+    keel_gemm_operand oa = {w, K, 1, cp ? cp->pa[0] : NULL};
+    keel_gemm_operand ob = {x, P, 1, NULL};
+    e.row_bias = b;
+    return keel_sgemm_batch(g->N, g->C * g->in_prod, g->M * P, g->Mg, P, K, 1.0f, &oa, &ob, y, P, &e, gws, gws_bytes,
+                            nt);
+  }
   for (int64_t in = 0; in < g->N; in++)
     for (int64_t grp = 0; grp < g->group; grp++) {
       const float *xg = x + (in * g->C + grp * g->Cg) * g->in_prod;
@@ -650,6 +659,20 @@ static bool conv_f32_gemm(const keel_node *n, const nn_conv_geom *g, const float
       if (g->pointwise) {
         keel_gemm_operand ob = {xg, P, 1, NULL};
         if (!keel_sgemm(g->Mg, P, K, 1.0f, &oa, &ob, yg, P, &e, gws, gws_bytes, nt)) return false;
+        continue;
+      }
+      if (implicit && g->group == 1 && g->N > 1) {
+        /* k x k over a batch: up to 16 images per fork / join, each image one chunk of the threads' work,
+         * so no two threads build the same image's columns (splitting one image's rows would) */
+        conv_src srcs[16];
+        const int64_t nb = g->N - in < 16 ? g->N - in : 16;
+        for (int64_t i = 0; i < nb; i++)
+          srcs[i] = (conv_src){x + (in + i) * g->C * g->in_prod, g->C * g->in_prod, P, &g->w3, P};
+        keel_gemm_operand ob = {.pack = conv_pack_b, .pack_ctx = srcs};
+        if (!keel_sgemm_batch(nb, (int64_t)sizeof(conv_src), g->M * P, g->Mg, P, K, 1.0f, &oa, &ob, yg, P, &e, gws,
+                              gws_bytes, nt))
+          return false;
+        in += nb - 1;
         continue;
       }
       if (implicit) {

@@ -291,4 +291,52 @@ TEST(thread_pool) {
   }
 }
 
-RUN_TESTS(small_sizes_all_kernels, every_variant, blocking_boundaries_and_threads, edge_cases, thread_pool)
+
+/* keel_sgemm_batch: every product equals its own keel_sgemm call bit for bit (same blocking, whichever
+ * thread ran which chunk), for plain, transposed and callback B, packed and plain A, one and two threads. */
+TEST(batch_matches_single_calls) {
+  TEST_BEGIN("batch_matches_single_calls");
+  for (int round = 0; round < 40; round++) {
+    const int64_t batch = 1 + irand(9), M = 1 + irand(70), N = 1 + irand(90), K = 1 + irand(300);
+    const bool pack_a = irand(2), b_cb = irand(3) == 0, tb = !b_cb && irand(3) == 0;
+    const int threads = 1 + irand(2);
+    const int64_t bst = K * N + 5, cst = M * N + 7; /* gaps between products */
+    float *A = malloc(sizeof(float) * (size_t)(M * K)), *B = malloc(sizeof(float) * (size_t)(bst * batch));
+    float *C1 = malloc(sizeof(float) * (size_t)(cst * batch)), *C2 = malloc(sizeof(float) * (size_t)(cst * batch));
+    float *rb = malloc(sizeof(float) * (size_t)M);
+    for (int64_t i = 0; i < M * K; i++) A[i] = frand();
+    for (int64_t i = 0; i < bst * batch; i++) B[i] = frand();
+    for (int64_t i = 0; i < M; i++) rb[i] = frand();
+    for (int64_t i = 0; i < cst * batch; i++) C1[i] = C2[i] = frand();
+    keel_gemm_packed *pa = pack_a ? keel_gemm_pack_a(A, M, K, K, 1) : NULL;
+    keel_gemm_operand oa = {A, K, 1, pa};
+    keel_gemm_epilogue e = {.beta = irand(2) ? 0.5f : 0.0f, .row_bias = rb, .act = KEEL_ACT_RELU};
+    cb_src srcs[9];
+    for (int64_t i = 0; i < batch; i++) /* B(k, j): plain at k * N + j, transposed at j * K + k */
+      srcs[i] = (cb_src){B + i * bst, tb ? K : 1, tb ? 1 : N, N};
+    bool ok = true;
+    for (int64_t i = 0; i < batch && ok; i++) {
+      keel_gemm_operand ob = {B + i * bst, tb ? 1 : N, tb ? K : 1, NULL};
+      if (b_cb) ob = (keel_gemm_operand){.pack = cb_pack, .pack_ctx = &srcs[i]};
+      ok = keel_sgemm(M, N, K, 0.75f, &oa, &ob, C1 + i * cst, N, &e, NULL, 0, threads);
+    }
+    CHECK(ok);
+    keel_gemm_operand ob = {B, tb ? 1 : N, tb ? K : 1, NULL};
+    if (b_cb) ob = (keel_gemm_operand){.pack = cb_pack, .pack_ctx = srcs};
+    CHECK(keel_sgemm_batch(batch, b_cb ? (int64_t)sizeof(cb_src) : bst, cst, M, N, K, 0.75f, &oa, &ob, C2, N, &e,
+                           NULL, 0, threads));
+    CHECK(memcmp(C1, C2, sizeof(float) * (size_t)(cst * batch)) == 0);
+    cases_run++;
+    keel_gemm_packed_free(pa);
+    free(A), free(B), free(C1), free(C2), free(rb);
+  }
+  /* a pre-packed B cannot serve several products */
+  float a[4] = {1, 2, 3, 4}, y[8];
+  keel_gemm_packed *pb = keel_gemm_pack_b(a, 2, 2, 2, 1);
+  keel_gemm_operand oa = {a, 2, 1, NULL}, ob = {.packed = pb};
+  CHECK(!keel_sgemm_batch(2, 4, 4, 2, 2, 2, 1.0f, &oa, &ob, y, 2, NULL, NULL, 0, 1));
+  keel_gemm_packed_free(pb);
+}
+
+RUN_TESTS(small_sizes_all_kernels, every_variant, blocking_boundaries_and_threads, edge_cases, thread_pool,
+          batch_matches_single_calls)

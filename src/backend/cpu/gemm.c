@@ -176,6 +176,8 @@ typedef struct gemm_job {
   void *ws; /* the caller's (thread 0's) scratch */
   bool split_n;  /* threads share N panels (else M panels) in chunks */
   int64_t chunk_panels, nchunks;
+  int64_t per_product;        /* chunks per product of a batch (nchunks = batch * per_product) */
+  int64_t b_stride, c_stride; /* product i: B.p + i * b_stride (or pack_ctx + i * b_stride bytes), C + i * c_stride */
   atomic_llong next; /* the next chunk to take */
 } gemm_job;
 
@@ -197,7 +199,7 @@ size_t keel_gemm_workspace(int64_t M, int64_t N, int64_t K, bool a_packed, bool 
 /* Pre-packed A (weights) with B packed per call: pack one NR-wide panel of B into an L1-sized buffer and run
  * every row tile over it at once, so the panel goes from the source to L1 to the FMAs without a round trip
  * through L2 / L3. A (the whole K block of rows m0..m1) streams from L2. */
-static void gemm_block_apacked(const gemm_job *J, int64_t m0, int64_t m1, int64_t n0, int64_t n1, float *bbuf) {
+static void gemm_block_apacked(const gemm_job *J, const keel_gemm_operand *B, float *C, int64_t m0, int64_t m1, int64_t n0, int64_t n1, float *bbuf) {
   const int MR = J->k->mr, NR = J->k->nr;
   const keel_gemm_packed *pa = J->A->packed;
   const int64_t K = J->K, Mpad = round_up(J->M, MR);
@@ -216,28 +218,28 @@ static void gemm_block_apacked(const gemm_job *J, int64_t m0, int64_t m1, int64_
       const int nr = (int)min64(NR, n1 - jr);
       const float *Bp = bbuf;
       int64_t ldb = NR;
-      if (J->B->pack) {
-        J->B->pack(J->B->pack_ctx, bbuf, pc, kc, jr, nr, NR);
-      } else if (J->B->cs == 1 && nr == NR) {
-        Bp = J->B->p + pc * J->B->rs + jr; /* rows of B are contiguous: the kernel reads them in place */
-        ldb = J->B->rs;
+      if (B->pack) {
+        B->pack(B->pack_ctx, bbuf, pc, kc, jr, nr, NR);
+      } else if (B->cs == 1 && nr == NR) {
+        Bp = B->p + pc * B->rs + jr; /* rows of B are contiguous: the kernel reads them in place */
+        ldb = B->rs;
       } else {
-        pack_panels(bbuf, J->B->p, J->B->cs, J->B->rs, jr, NR, J->N, pc, kc, NR);
+        pack_panels(bbuf, B->p, B->cs, B->rs, jr, NR, J->N, pc, kc, NR);
       }
       e.col_bias = first && ep->col_bias ? ep->col_bias + jr : NULL;
       for (int64_t ir = m0; ir < m1; ir += MR) {
         const int mr = (int)min64(MR, m1 - ir);
         e.row_bias = first && ep->row_bias ? ep->row_bias + ir : NULL;
-        J->k->ukr(kc, Ablk + (ir / MR) * kc * MR, Bp, ldb, J->C + ir * J->ldc + jr, J->ldc, mr, nr, &e);
+        J->k->ukr(kc, Ablk + (ir / MR) * kc * MR, Bp, ldb, C + ir * J->ldc + jr, J->ldc, mr, nr, &e);
       }
     }
   }
 }
 
 /* Rows [m0, m1) x columns [n0, n1) of C; m0 / n0 are multiples of MR / NR. */
-static void gemm_block(const gemm_job *J, int64_t m0, int64_t m1, int64_t n0, int64_t n1, float *scratch) {
+static void gemm_block(const gemm_job *J, const keel_gemm_operand *B, float *C, int64_t m0, int64_t m1, int64_t n0, int64_t n1, float *scratch) {
   const int MR = J->k->mr, NR = J->k->nr;
-  const keel_gemm_packed *pa = J->A->packed, *pb = J->B->packed;
+  const keel_gemm_packed *pa = J->A->packed, *pb = B->packed;
   /* A written by a callback (implicit im2col, swapped conv) is re-read from L2 for every B panel: keep its
    * block at the normal height so it stays there next to a wide pre-packed B block. */
   const int64_t MC = pb && !J->A->pack ? GEMM_MC_BPACKED : GEMM_MC;
@@ -251,11 +253,11 @@ static void gemm_block(const gemm_job *J, int64_t m0, int64_t m1, int64_t n0, in
       const float *Bblk;
       if (pb) {
         Bblk = pb->data + pc * Npad + (jc / NR) * kc * NR;
-      } else if (J->B->pack) {
-        J->B->pack(J->B->pack_ctx, bbuf, pc, kc, jc, nc, NR);
+      } else if (B->pack) {
+        B->pack(B->pack_ctx, bbuf, pc, kc, jc, nc, NR);
         Bblk = bbuf;
       } else {
-        pack_panels(bbuf, J->B->p, J->B->cs, J->B->rs, jc, round_up(nc, NR), J->N, pc, kc, NR);
+        pack_panels(bbuf, B->p, B->cs, B->rs, jc, round_up(nc, NR), J->N, pc, kc, NR);
         Bblk = bbuf;
       }
       gemm_tile_epi e = {.alpha = J->alpha};
@@ -284,7 +286,7 @@ static void gemm_block(const gemm_job *J, int64_t m0, int64_t m1, int64_t n0, in
           for (int64_t ir = 0; ir < mc; ir += MR) {
             const int mr = (int)min64(MR, mc - ir);
             e.row_bias = first && ep->row_bias ? ep->row_bias + ic + ir : NULL;
-            J->k->ukr(kc, Ablk + (ir / MR) * kc * MR, Bp, NR, J->C + (ic + ir) * J->ldc + jc + jr, J->ldc, mr, nr, &e);
+            J->k->ukr(kc, Ablk + (ir / MR) * kc * MR, Bp, NR, C + (ic + ir) * J->ldc + jc + jr, J->ldc, mr, nr, &e);
           }
         }
       }
@@ -294,6 +296,15 @@ static void gemm_block(const gemm_job *J, int64_t m0, int64_t m1, int64_t n0, in
 
 static void gemm_chunk(const gemm_job *J, int64_t c, float *buf) {
   const int MR = J->k->mr, NR = J->k->nr;
+  /* chunk c: product c / per_product of the batch, block c % per_product of that product */
+  const int64_t prod = c / J->per_product;
+  c -= prod * J->per_product;
+  keel_gemm_operand Bi = *J->B;
+  if (prod && Bi.pack)
+    Bi.pack_ctx = (const char *)Bi.pack_ctx + prod * J->b_stride;
+  else if (prod)
+    Bi.p += prod * J->b_stride;
+  float *C = J->C + prod * J->c_stride;
   int64_t m0 = 0, m1 = J->M, n0 = 0, n1 = J->N;
   if (J->split_n) {
     n0 = c * J->chunk_panels * NR;
@@ -304,10 +315,10 @@ static void gemm_chunk(const gemm_job *J, int64_t c, float *buf) {
   }
   if (m0 >= m1 || n0 >= n1) return;
   /* Panel streaming while this chunk's A block (rows x KC) stays in L2; classic blocking beyond. */
-  if (J->A->packed && !J->B->packed && (m1 - m0) * GEMM_KC * (int64_t)sizeof(float) <= GEMM_APACKED_MAX_BYTES)
-    gemm_block_apacked(J, m0, m1, n0, n1, buf);
+  if (J->A->packed && !Bi.packed && (m1 - m0) * GEMM_KC * (int64_t)sizeof(float) <= GEMM_APACKED_MAX_BYTES)
+    gemm_block_apacked(J, &Bi, C, m0, m1, n0, n1, buf);
   else
-    gemm_block(J, m0, m1, n0, n1, buf);
+    gemm_block(J, &Bi, C, m0, m1, n0, n1, buf);
 }
 
 /* Every thread takes chunks until none is left (the caller alone finishes them if workers are late). */
@@ -402,22 +413,30 @@ static void *thread_scratch(size_t bytes) {
 
 bool keel_sgemm(int64_t M, int64_t N, int64_t K, float alpha, const keel_gemm_operand *A, const keel_gemm_operand *B,
                 float *C, int64_t ldc, const keel_gemm_epilogue *epi, void *ws, size_t ws_bytes, int num_threads) {
+  return keel_sgemm_batch(1, 0, 0, M, N, K, alpha, A, B, C, ldc, epi, ws, ws_bytes, num_threads);
+}
+
+bool keel_sgemm_batch(int64_t batch, int64_t b_stride, int64_t c_stride, int64_t M, int64_t N, int64_t K, float alpha,
+                      const keel_gemm_operand *A, const keel_gemm_operand *B, float *C, int64_t ldc,
+                      const keel_gemm_epilogue *epi, void *ws, size_t ws_bytes, int num_threads) {
   static const keel_gemm_epilogue none = {0};
   if (!epi) epi = &none;
-  if (M <= 0 || N <= 0) return true;
+  if (M <= 0 || N <= 0 || batch <= 0) return true;
+  if (batch > 1 && B->packed) return false; /* one packed B cannot move between products */
   if (K <= 0) {
-    gemm_k0(M, N, C, ldc, epi);
+    for (int64_t i = 0; i < batch; i++) gemm_k0(M, N, C + i * c_stride, ldc, epi);
     return true;
   }
   const keel_gemm_packed *pa = A->packed, *pb = B->packed;
   if ((pa && (!pa->is_a || pa->rows != M || pa->K != K)) || (pb && (pb->is_a || pb->rows != N || pb->K != K)) ||
       (pa && pb && pa->isa != pb->isa))
     return false;
-  gemm_job J = {.M = M, .N = N, .K = K, .alpha = alpha, .A = A, .B = B, .C = C, .ldc = ldc, .epi = *epi};
+  gemm_job J = {.M = M, .N = N, .K = K, .alpha = alpha, .A = A, .B = B, .C = C, .ldc = ldc, .epi = *epi,
+                .b_stride = b_stride, .c_stride = c_stride};
   atomic_init(&J.next, 0);
   J.isa = pa ? pa->isa : pb ? pb->isa : keel_gemm_get_isa();
   J.k = &isas[J.isa];
-  if (M == 1 && pb && !pa && !A->pack) {
+  if (M == 1 && pb && !pa && !A->pack && batch == 1) {
     gemv_packed(&J);
     return true;
   }
@@ -429,19 +448,22 @@ bool keel_sgemm(int64_t M, int64_t N, int64_t K, float alpha, const keel_gemm_op
   J.ws = (void *)(((uintptr_t)ws + 63) & ~(uintptr_t)63);
   /* Threads: split the dimension with more panels; never more threads than work for them. */
   int nt = num_threads < 1 ? 1 : num_threads;
-  const double flops = 2.0 * (double)M * (double)N * (double)K;
+  const double flops = 2.0 * (double)M * (double)N * (double)K * (double)batch;
   while (nt > 1 && flops / nt < GEMM_MIN_FLOPS_PER_THREAD) nt--;
   const int64_t pm = (M + J.k->mr - 1) / J.k->mr, pn = (N + J.k->nr - 1) / J.k->nr;
   J.split_n = pn >= pm;
   const int64_t panels = J.split_n ? pn : pm;
-  if (nt > panels) nt = (int)panels;
-  /* Chunks: a few per thread for balance; exactly one per thread when each chunk would re-pack the other
-   * operand (N split with A not pre-packed, M split with B not pre-packed). */
-  int64_t chunks = (int64_t)nt * 4;
-  if (nt <= 1 || (J.split_n && !pa) || (!J.split_n && !pb)) chunks = nt;
+  if (nt > panels * batch) nt = (int)(panels * batch > 1 ? panels * batch : 1);
+  /* Chunks: a few per thread (over the whole batch) for balance; exactly one per thread when each chunk
+   * would re-pack the other operand (N split with A not pre-packed, M split with B not pre-packed): in a
+   * batch, one chunk per product when the products divide evenly over the threads (or are many). */
+  int64_t chunks = ((int64_t)nt * 4 + batch - 1) / batch;
+  if ((J.split_n && !pa) || (!J.split_n && !pb)) chunks = batch % nt == 0 || batch >= 4 * (int64_t)nt ? 1 : nt;
+  if (nt <= 1 || chunks < 1) chunks = 1;
   if (chunks > panels) chunks = panels;
   J.chunk_panels = (panels + chunks - 1) / chunks;
-  J.nchunks = (panels + J.chunk_panels - 1) / J.chunk_panels;
+  J.per_product = (panels + J.chunk_panels - 1) / J.chunk_panels;
+  J.nchunks = J.per_product * batch;
   if (nt <= 1)
     gemm_thread(&J, 0, 1, NULL);
   else

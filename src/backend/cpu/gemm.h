@@ -82,4 +82,13 @@ size_t keel_gemm_workspace(int64_t M, int64_t N, int64_t K, bool a_packed, bool 
 bool keel_sgemm(int64_t M, int64_t N, int64_t K, float alpha, const keel_gemm_operand *A, const keel_gemm_operand *B,
                 float *C, int64_t ldc, const keel_gemm_epilogue *epi, void *ws, size_t ws_bytes, int num_threads);
 
+/* `batch` products sharing A, K and the epilogue: product i reads B at B->p + i * b_stride floats (with a
+ * pack callback: its pack_ctx is (const char *)B->pack_ctx + i * b_stride, an array of contexts; B must not
+ * be pre-packed) and writes C + i * c_stride. One fork / join for all of
+ * them, the threads' chunks spread over every product (a batch-8 1x1 convolution: one GEMM per image, each
+ * too short to split well alone). keel_sgemm is the batch-1 case. */
+bool keel_sgemm_batch(int64_t batch, int64_t b_stride, int64_t c_stride, int64_t M, int64_t N, int64_t K, float alpha,
+                      const keel_gemm_operand *A, const keel_gemm_operand *B, float *C, int64_t ldc,
+                      const keel_gemm_epilogue *epi, void *ws, size_t ws_bytes, int num_threads);
+
 #endif
