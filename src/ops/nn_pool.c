@@ -135,6 +135,16 @@ static inline __m512 even_lanes(__m512 a, __m512 b) {
 }
 #endif
 
+/* Max of the 3-wide window starting at column sw of a row of IW values, over the taps inside the row (0 when
+ * none is: an all-padding window); for the border outputs of the 3x3 stride-2 path below. */
+static inline float border_max3s2(const float *row, int64_t sw, int64_t IW) {
+  int64_t w0, w1;
+  pool_range(sw, 1, 3, IW, &w0, &w1);
+  float m = -INFINITY;
+  for (int64_t k = w0; k < w1; k++) m = row[sw + k] > m ? row[sw + k] : m;
+  return w1 > w0 ? m : 0.0f;
+}
+
 /* MaxPool 3x3, stride 2 (dilation 1, 2-D, float32, no Indices): per output row, the element-wise max of the
  * (up to three) valid input rows into a row buffer, then the max of three neighbours at every other
  * position. Each output is the max over exactly the taps of pool_rows (max is exact, so the results
@@ -172,12 +182,7 @@ static bool maxpool33s2_f32(const float *x, float *y, int64_t planes, const nn_w
       }
       int64_t ow = 0;
       for (; ow < lo3; ow++) { /* left border: taps that land inside */
-        int64_t w0, w1;
-        const int64_t sw = ow * 2 - pl;
-        pool_range(sw, 1, 3, IW, &w0, &w1);
-        float m = -INFINITY;
-        for (int64_t k = w0; k < w1; k++) m = tmp[sw + k] > m ? tmp[sw + k] : m;
-        yr[ow] = w1 > w0 ? m : 0.0f;
+        yr[ow] = border_max3s2(tmp, ow * 2 - pl, IW);
       }
 #if defined(__AVX512F__)
       for (; ow < hi3; ow += 16) {
@@ -198,12 +203,7 @@ static bool maxpool33s2_f32(const float *x, float *y, int64_t planes, const nn_w
         yr[ow] = t[2] > m ? t[2] : m;
       }
       for (; ow < OW; ow++) { /* right border */
-        int64_t w0, w1;
-        const int64_t sw = ow * 2 - pl;
-        pool_range(sw, 1, 3, IW, &w0, &w1);
-        float m = -INFINITY;
-        for (int64_t k = w0; k < w1; k++) m = tmp[sw + k] > m ? tmp[sw + k] : m;
-        yr[ow] = w1 > w0 ? m : 0.0f;
+        yr[ow] = border_max3s2(tmp, ow * 2 - pl, IW);
       }
     }
   }

@@ -196,6 +196,20 @@ size_t keel_gemm_workspace(int64_t M, int64_t N, int64_t K, bool a_packed, bool 
   return scratch_bytes(N, a_packed, b_packed);
 }
 
+/* The epilogue of the K block [pc, pc + kc): the first block applies beta * C (or overwrites C), the last
+ * one the activation; biases are set per tile by the caller. */
+static gemm_tile_epi k_block_epi(const gemm_job *J, int64_t pc, int64_t kc) {
+  const keel_gemm_epilogue *ep = &J->epi;
+  const bool first = pc == 0, last = pc + kc >= J->K;
+  gemm_tile_epi e = {.alpha = J->alpha,
+                     .load_c = first ? ep->beta != 0.0f : 1,
+                     .beta = first ? ep->beta : 1.0f,
+                     .act = last ? (int)ep->act : KEEL_ACT_NONE,
+                     .act_alpha = ep->act_alpha,
+                     .act_beta = ep->act_beta};
+  return e;
+}
+
 /* Pre-packed A (weights) with B packed per call: pack one NR-wide panel of B into an L1-sized buffer and run
  * every row tile over it at once, so the panel goes from the source to L1 to the FMAs without a round trip
  * through L2 / L3. A (the whole K block of rows m0..m1) streams from L2. */
@@ -206,13 +220,8 @@ static void gemm_block_apacked(const gemm_job *J, const keel_gemm_operand *B, fl
   const keel_gemm_epilogue *ep = &J->epi;
   for (int64_t pc = 0; pc < K; pc += GEMM_KC) {
     const int64_t kc = min64(GEMM_KC, K - pc);
-    gemm_tile_epi e = {.alpha = J->alpha};
-    const bool first = pc == 0, last = pc + kc >= K;
-    e.load_c = first ? ep->beta != 0.0f : 1;
-    e.beta = first ? ep->beta : 1.0f;
-    e.act = last ? (int)ep->act : KEEL_ACT_NONE;
-    e.act_alpha = ep->act_alpha;
-    e.act_beta = ep->act_beta;
+    gemm_tile_epi e = k_block_epi(J, pc, kc);
+    const bool first = pc == 0;
     const float *Ablk = pa->data + pc * Mpad;
     for (int64_t jr = n0; jr < n1; jr += NR) {
       const int nr = (int)min64(NR, n1 - jr);
@@ -260,13 +269,8 @@ static void gemm_block(const gemm_job *J, const keel_gemm_operand *B, float *C, 
         pack_panels(bbuf, B->p, B->cs, B->rs, jc, round_up(nc, NR), J->N, pc, kc, NR);
         Bblk = bbuf;
       }
-      gemm_tile_epi e = {.alpha = J->alpha};
-      const bool first = pc == 0, last = pc + kc >= K;
-      e.load_c = first ? ep->beta != 0.0f : 1;
-      e.beta = first ? ep->beta : 1.0f;
-      e.act = last ? (int)ep->act : KEEL_ACT_NONE;
-      e.act_alpha = ep->act_alpha;
-      e.act_beta = ep->act_beta;
+      gemm_tile_epi e = k_block_epi(J, pc, kc);
+      const bool first = pc == 0;
       for (int64_t ic = m0; ic < m1; ic += MC) {
         const int64_t mc = min64(MC, m1 - ic);
         const float *Ablk;
