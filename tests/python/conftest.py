@@ -52,6 +52,31 @@ def ort_run(path_or_bytes, feeds):
     return s.run(None, feeds)
 
 
+def ticks_during(call, repeats, setup=lambda: None):
+    """How far a pure-Python spinner thread counts while each of `repeats` calls of `call(setup())` runs (setup
+    itself is not counted): near zero when the call holds the GIL, thousands when it releases it."""
+    import threading
+    done, ticks = threading.Event(), [0]
+
+    def spinner():
+        while not done.is_set():
+            ticks[0] += 1
+
+    t = threading.Thread(target=spinner)
+    t.start()
+    during = []
+    try:
+        for _ in range(repeats):
+            arg = setup()
+            before = ticks[0]
+            call(arg)
+            during.append(ticks[0] - before)
+    finally:
+        done.set()
+        t.join()
+    return during
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)

@@ -8,7 +8,7 @@ import weakref
 
 import numpy as np
 import pytest
-from conftest import PPOCR, make_model, model, ort_run
+from conftest import PPOCR, make_model, model, ort_run, ticks_during
 
 import keel
 from keel import _keelc
@@ -451,25 +451,7 @@ def test_wait_releases_the_gil():
     m = keel.Module(keel.Engine(PPOCR), async_=1)
     x = np.zeros((16, 3, 48, 192), np.float32)
     m(x)
-    done = threading.Event()
-    ticks = [0]
-
-    def spinner():
-        while not done.is_set():
-            ticks[0] += 1
-
-    t = threading.Thread(target=spinner)
-    t.start()
-    during = []
-    try:
-        for _ in range(3):
-            c = m.submit(x)
-            before = ticks[0]
-            c.wait()
-            during.append(ticks[0] - before)
-    finally:
-        done.set()
-        t.join()
+    during = ticks_during(lambda c: c.wait(), 3, setup=lambda: m.submit(x))
     assert min(during) > 1000, during
 
 

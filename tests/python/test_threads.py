@@ -4,7 +4,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import PPOCR, model, ort_run
+from conftest import PPOCR, model, ort_run, ticks_during
 
 import keel
 
@@ -118,26 +118,10 @@ def test_close_while_other_threads_call(rng):
 
 
 def test_gil_released_during_calls():
-    """While one thread is inside a keel call, another Python thread runs (ctypes drops the GIL)."""
+    """While one thread is inside a keel call, another Python thread runs (the extension drops the GIL)."""
     m = keel.Module(keel.Engine(PPOCR))
     x = np.zeros((16, 3, 48, 192), np.float32)
     m(x)
-    done = threading.Event()
-    ticks = [0]
-
-    def spinner():
-        while not done.is_set():
-            ticks[0] += 1
-
-    t = threading.Thread(target=spinner)
-    t.start()
-    during = []
-    try:
-        for _ in range(5):
-            before = ticks[0]
-            m(x)  # tens of milliseconds: with the GIL held the spinner could not tick meanwhile
-            during.append(ticks[0] - before)
-    finally:
-        done.set()
-        t.join()
+    # tens of milliseconds per call: with the GIL held the spinner could not tick meanwhile
+    during = ticks_during(lambda _: m(x), 5)
     assert max(during) > 1000, during

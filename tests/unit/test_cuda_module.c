@@ -16,18 +16,9 @@
 
 static bool g_gpu = false;
 
-static keel_engine *load(const char *path) {
-  keel_engine *e = NULL;
-  CHECK_OK(keel_engine_load_file(path, NULL, &e));
-  return e;
-}
 
 static keel_tensor *input(const int64_t *dims, int ndim, float phase) {
-  keel_tensor *t = NULL;
-  CHECK_OK(keel_tensor_create(KEEL_FLOAT32, dims, ndim, NULL, &t));
-  float *p = keel_tensor_data(t);
-  for (int64_t i = 0; i < keel_tensor_numel(t); i++) p[i] = sinf((float)i * 0.37f + phase) * 2.0f;
-  return t;
+  return test_wave_input(dims, ndim, 0.37f, phase, 2.0f);
 }
 
 TEST(device_check) {
@@ -47,7 +38,7 @@ TEST(device_check) {
 #endif
   /* creating a module on a missing device fails cleanly, names the reason, and leaves nothing behind */
   if (!g_gpu) {
-    keel_engine *e = load("engine/conv_bn_relu.onnx");
+    keel_engine *e = test_load("engine/conv_bn_relu.onnx");
     keel_module_options o;
     keel_module_options_init(&o);
     o.device = KEEL_DEVICE_CUDA;
@@ -79,19 +70,19 @@ TEST(unsupported_named_at_creation) {
   o.device = KEEL_DEVICE_CUDA;
   keel_module *m = NULL;
   /* NonZero has no CUDA kernel: refused before any device work, with the operator named */
-  keel_engine *e = load("engine/nonzero.onnx");
+  keel_engine *e = test_load("engine/nonzero.onnx");
   CHECK_ERR(keel_module_create(e, &o, &m), KEEL_UNSUPPORTED, "NonZero");
   CHECK(m == NULL);
   keel_engine_release(e);
   /* control flow needs the interpreter */
-  e = load("engine/if_sign.onnx");
+  e = test_load("engine/if_sign.onnx");
   CHECK_ERR(keel_module_create(e, &o, &m), KEEL_UNSUPPORTED, "interpreter");
   keel_engine_release(e);
   /* models the CUDA table covers pass the check */
   const char *ok[] = {"engine/conv_bn_relu.onnx", "engine/matmul_bias_relu.onnx", "engine/elementwise_chain.onnx",
                       "engine/flatten_by_shape.onnx"};
   for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
-    e = load(ok[i]);
+    e = test_load(ok[i]);
     CHECK_OK(keel_cuda_check_graph(e->graph));
     keel_engine_release(e);
   }
@@ -168,7 +159,7 @@ TEST(modes_match_cpu) {
   if (!g_gpu) return;
   for (size_t mi = 0; mi < sizeof g_models / sizeof g_models[0]; mi++) {
     const model_case *mc = &g_models[mi];
-    keel_engine *e = load(mc->path);
+    keel_engine *e = test_load(mc->path);
     for (int mode = KEEL_OUTPUTS_FRESH; mode <= KEEL_OUTPUTS_PERSISTENT; mode++)
       for (int graphs = 0; graphs <= 1; graphs++) {
         char what[256];
@@ -224,7 +215,7 @@ TEST(bound_outputs_graphs_and_streams) {
   TEST_BEGIN("bound_outputs_graphs_and_streams");
   if (!g_gpu) return;
 #ifdef KEEL_HAVE_CUDA
-  keel_engine *e = load("engine/matmul_bias_relu.onnx");
+  keel_engine *e = test_load("engine/matmul_bias_relu.onnx");
   keel_module_options o;
   keel_module_options_init(&o);
   o.device = KEEL_DEVICE_CUDA;
@@ -329,7 +320,7 @@ TEST(model_set) {
     char path[1024];
     snprintf(path, sizeof path, "%s/%s", dir, ent->d_name);
     test_current = ent->d_name;
-    keel_engine *e = load(path);
+    keel_engine *e = test_load(path);
     if (!e) continue;
     size_t ni = keel_engine_input_count(e), no = keel_engine_output_count(e);
     keel_tensor *in[16] = {0}, *ref[16] = {0}, *out[16] = {0};

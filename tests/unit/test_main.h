@@ -3,6 +3,7 @@
 #ifndef KEEL_TEST_MAIN_H
 #define KEEL_TEST_MAIN_H
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,5 +69,21 @@ static const char *test_current = "";
 
 /* Name the running test in failure messages: call at the top of each TEST. */
 #define TEST_BEGIN(name) (test_current = (name))
+
+/* Load a model file (relative to tests/data, where the tests run); NULL (and a failure) if it does not load. */
+static inline keel_engine *test_load(const char *path) {
+  keel_engine *e = NULL;
+  CHECK_OK(keel_engine_load_file(path, NULL, &e));
+  return e;
+}
+
+/* A float32 input filled with amp * sin(freq * i + phase): deterministic, and different per phase. */
+static inline keel_tensor *test_wave_input(const int64_t *dims, int ndim, float freq, float phase, float amp) {
+  keel_tensor *t = NULL;
+  CHECK_OK(keel_tensor_create(KEEL_FLOAT32, dims, ndim, NULL, &t));
+  float *p = t ? keel_tensor_data(t) : NULL;
+  for (int64_t i = 0; p && i < keel_tensor_numel(t); i++) p[i] = sinf((float)i * freq + phase) * amp;
+  return t;
+}
 
 #endif

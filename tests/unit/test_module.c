@@ -6,18 +6,9 @@
 #include "core/tensor_internal.h"
 #include "test_main.h"
 
-static keel_engine *load(const char *path) {
-  keel_engine *e = NULL;
-  CHECK_OK(keel_engine_load_file(path, NULL, &e));
-  return e;
-}
 
 static keel_tensor *input(const int64_t *dims, int ndim, float phase) {
-  keel_tensor *t = NULL;
-  CHECK_OK(keel_tensor_create(KEEL_FLOAT32, dims, ndim, NULL, &t));
-  float *p = keel_tensor_data(t);
-  for (int64_t i = 0; i < keel_tensor_numel(t); i++) p[i] = sinf((float)i * 0.01f + phase) * 3.0f;
-  return t;
+  return test_wave_input(dims, ndim, 0.01f, phase, 3.0f);
 }
 
 static void poison(keel_tensor *t) {
@@ -56,7 +47,7 @@ static keel_module *module(keel_engine *e, keel_output_mode mode, keel_device_ki
 
 TEST(preallocated_never_reuses_held_outputs) {
   TEST_BEGIN("preallocated_never_reuses_held_outputs");
-  keel_engine *e = load("engine/elementwise_chain.onnx");
+  keel_engine *e = test_load("engine/elementwise_chain.onnx");
   keel_module *m = module(e, KEEL_OUTPUTS_PREALLOCATED, KEEL_DEVICE_CPU, NULL);
   if (!m) return;
   int64_t dims[] = {64, 1024};
@@ -101,7 +92,7 @@ TEST(preallocated_never_reuses_held_outputs) {
 
 TEST(persistent_returns_same_storage) {
   TEST_BEGIN("persistent_returns_same_storage");
-  keel_engine *e = load("engine/elementwise_chain.onnx");
+  keel_engine *e = test_load("engine/elementwise_chain.onnx");
   keel_module *m = module(e, KEEL_OUTPUTS_PERSISTENT, KEEL_DEVICE_CPU, NULL);
   if (!m) return;
   int64_t dims[] = {64, 1024};
@@ -124,7 +115,7 @@ TEST(persistent_returns_same_storage) {
 
 TEST(fresh_allocates_every_call) {
   TEST_BEGIN("fresh_allocates_every_call");
-  keel_engine *e = load("engine/elementwise_chain.onnx");
+  keel_engine *e = test_load("engine/elementwise_chain.onnx");
   keel_module *m = module(e, KEEL_OUTPUTS_FRESH, KEEL_DEVICE_CPU, NULL);
   if (!m) return;
   int64_t dims[] = {64, 1024};
@@ -144,7 +135,7 @@ TEST(fresh_allocates_every_call) {
 
 TEST(shape_changes_replan_and_cache) {
   TEST_BEGIN("shape_changes_replan_and_cache");
-  keel_engine *e = load("engine/conv_bn_relu.onnx");
+  keel_engine *e = test_load("engine/conv_bn_relu.onnx");
   for (int mode = 0; mode < 3; mode++) {
     keel_module *m = module(e, (keel_output_mode)mode, KEEL_DEVICE_CPU, NULL);
     if (!m) return;
@@ -172,7 +163,7 @@ TEST(shape_changes_replan_and_cache) {
 
 TEST(shape_feeding_values_are_in_the_key) {
   TEST_BEGIN("shape_feeding_values_are_in_the_key");
-  keel_engine *e = load("engine/reshape_by_input.onnx");
+  keel_engine *e = test_load("engine/reshape_by_input.onnx");
   keel_module *m = module(e, KEEL_OUTPUTS_PERSISTENT, KEEL_DEVICE_CPU, NULL);
   if (!m) return;
   int64_t xd[] = {2, 6}, sd[] = {2};
@@ -198,7 +189,7 @@ TEST(shape_feeding_values_are_in_the_key) {
 
 TEST(outputs_never_alias_inputs) {
   TEST_BEGIN("outputs_never_alias_inputs");
-  keel_engine *e = load("engine/elementwise_chain.onnx");
+  keel_engine *e = test_load("engine/elementwise_chain.onnx");
   for (int mode = 0; mode < 3; mode++) {
     keel_module *m = module(e, (keel_output_mode)mode, KEEL_DEVICE_CPU, NULL);
     if (!m) return;
@@ -224,7 +215,7 @@ TEST(outputs_never_alias_inputs) {
 
 TEST(bound_outputs) {
   TEST_BEGIN("bound_outputs");
-  keel_engine *e = load("engine/elementwise_chain.onnx");
+  keel_engine *e = test_load("engine/elementwise_chain.onnx");
   keel_module *m = module(e, KEEL_OUTPUTS_PREALLOCATED, KEEL_DEVICE_CPU, NULL);
   if (!m) return;
   int64_t dims[] = {64, 1024}, bad[] = {64, 1000};
@@ -289,7 +280,7 @@ static void ua_notify(void *user, const char *name, const int64_t *dims, int ndi
 
 TEST(output_allocator_callback) {
   TEST_BEGIN("output_allocator_callback");
-  keel_engine *e = load("engine/conv_bn_relu.onnx");
+  keel_engine *e = test_load("engine/conv_bn_relu.onnx");
   keel_module *m = module(e, KEEL_OUTPUTS_FRESH, KEEL_DEVICE_CPU, NULL);
   if (!m) return;
   user_alloc u = {0};
@@ -315,7 +306,7 @@ TEST(output_allocator_callback) {
 
 TEST(async_calls_in_flight) {
   TEST_BEGIN("async_calls_in_flight");
-  keel_engine *e = load("engine/elementwise_chain.onnx");
+  keel_engine *e = test_load("engine/elementwise_chain.onnx");
   for (int dev = 0; dev < 2; dev++) {
     keel_module *m = module(e, KEEL_OUTPUTS_PREALLOCATED, (keel_device_kind)dev, NULL);
     if (!m) return;
@@ -350,7 +341,7 @@ TEST(async_calls_in_flight) {
 
 TEST(sim_device_counts_device_allocations) {
   TEST_BEGIN("sim_device_counts_device_allocations");
-  keel_engine *e = load("engine/conv_bn_relu.onnx");
+  keel_engine *e = test_load("engine/conv_bn_relu.onnx");
   for (int mode = 0; mode < 3; mode++) {
     keel_module *m = module(e, (keel_output_mode)mode, KEEL_DEVICE_SIM, NULL);
     if (!m) return;
@@ -374,7 +365,7 @@ TEST(sim_device_counts_device_allocations) {
 
 TEST(errors_leave_module_usable) {
   TEST_BEGIN("errors_leave_module_usable");
-  keel_engine *e = load("engine/conv_bn_relu.onnx");
+  keel_engine *e = test_load("engine/conv_bn_relu.onnx");
   keel_module *m = module(e, KEEL_OUTPUTS_PREALLOCATED, KEEL_DEVICE_CPU, NULL);
   if (!m) return;
   int64_t good[] = {1, 3, 8, 8}, bad[] = {1, 2, 8, 8};
@@ -408,7 +399,7 @@ TEST(errors_leave_module_usable) {
  * right answer, and after destroy nothing is left allocated (LeakSanitizer checks malloc'd memory too). */
 TEST(fault_injection_sweep) {
   TEST_BEGIN("fault_injection_sweep");
-  keel_engine *e = load("engine/conv_bn_relu.onnx");
+  keel_engine *e = test_load("engine/conv_bn_relu.onnx");
   int64_t a[] = {1, 3, 8, 8}, b[] = {2, 3, 8, 8};
   keel_tensor *xa = input(a, 4, 0.f), *xb = input(b, 4, 1.f);
   keel_tensor *ra = reference(e, xa), *rb = reference(e, xb);
@@ -468,7 +459,7 @@ TEST(fault_injection_sweep) {
 
 TEST(outputs_outlive_module) {
   TEST_BEGIN("outputs_outlive_module");
-  keel_engine *e = load("engine/elementwise_chain.onnx");
+  keel_engine *e = test_load("engine/elementwise_chain.onnx");
   for (int mode = 0; mode < 3; mode++) {
     keel_module *m = module(e, (keel_output_mode)mode, KEEL_DEVICE_CPU, NULL);
     if (!m) return;
@@ -483,7 +474,7 @@ TEST(outputs_outlive_module) {
   }
   keel_engine_release(e);
   /* and outputs of data-dependent shape (the interpreter's) */
-  e = load("engine/nonzero.onnx");
+  e = test_load("engine/nonzero.onnx");
   float vals[6] = {1, -1, 2, 0, 3, -4};
   int64_t d6[] = {6};
   for (int mode = 0; e && mode < 3; mode++) {
@@ -503,7 +494,7 @@ TEST(outputs_outlive_module) {
 
 TEST(mode_switch_and_trim) {
   TEST_BEGIN("mode_switch_and_trim");
-  keel_engine *e = load("engine/elementwise_chain.onnx");
+  keel_engine *e = test_load("engine/elementwise_chain.onnx");
   keel_module *m = module(e, KEEL_OUTPUTS_PREALLOCATED, KEEL_DEVICE_CPU, NULL);
   if (!m) return;
   int64_t dims[] = {64, 1024};
@@ -533,7 +524,7 @@ TEST(mode_switch_and_trim) {
 /* Data-dependent shapes and control flow run in the interpreter, in every mode, with callbacks too. */
 TEST(interpreter_models) {
   TEST_BEGIN("interpreter_models");
-  keel_engine *e = load("engine/nonzero.onnx"), *eif = load("engine/if_sign.onnx");
+  keel_engine *e = test_load("engine/nonzero.onnx"), *eif = test_load("engine/if_sign.onnx");
   if (!e || !eif) return;
   float vals[2][6] = {{1, -1, 2, 0, 3, -4}, {-1, -2, 5, 0, 0, 0}};
   int64_t d6[] = {6};
