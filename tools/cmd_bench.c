@@ -742,6 +742,8 @@ int keel_cmd_bench(int argc, char **argv) {
       async_calls = true;
     } else if (!strcmp(a, "--cuda-graphs")) {
       b->cuda_graphs = true;
+    } else if (!strcmp(a, "--profile")) {
+      b->opt.profile = 1;
     } else if (!strcmp(a, "--progress")) {
       progress = 1;
     } else if (!strcmp(a, "--no-progress")) {
@@ -1038,6 +1040,13 @@ int keel_cmd_bench(int argc, char **argv) {
                (unsigned long long)rep, (unsigned long long)cap);
       }
       printf("\n");
+    }
+    if (b->opt.profile) {
+      /* worker 0's first mode; warm-up calls included (their plan is the same one) */
+      printf("\n%s outputs, ", sm[0].name);
+      fflush(stdout);
+      keel_status *ps = keel_module_write_profile(ws[0].mod[0], stdout, 40);
+      if (ps) rc = cli_fail("profile", ps);
     }
     if (json_f) {
       rc = write_json(json_f, json, b, ws, sm, region_libc, region_faults, true);

@@ -10,6 +10,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "engine.h"
 #include "status.h"
@@ -64,6 +65,7 @@ typedef struct keel_module_options {
   int max_inflight;              /* submitted calls in flight at once; default 4 */
   int num_threads;               /* threads a kernel may use; default 1 */
   keel_allocator *allocator;     /* system allocations are counted here; NULL: a module-private counter */
+  int profile;                   /* 1: time every step of CPU plans (keel_module_write_profile); default 0 */
   /* SIM only */
   double sim_alloc_delay_us;     /* cost of one device allocation; default 30 us (a typical cudaMalloc) */
   double sim_free_delay_us;      /* cost of one device free; default 10 us */
@@ -118,6 +120,10 @@ typedef struct keel_module_stats {
 void keel_module_get_stats(const keel_module *m, keel_module_stats *out);     /* cumulative */
 void keel_module_get_last_call_stats(const keel_module *m, keel_module_stats *out); /* the last call only */
 void keel_module_reset_stats(keel_module *m);
+/* Per-node time of the current plan, averaged over the calls that ran it (ORT's profiling, trtexec
+ * --dumpProfile): a table sorted by time with each node's share, op type, name and output shape, then the
+ * time per op type. Needs options.profile = 1 (which adds two clock reads per node). max_rows <= 0: all. */
+keel_status *keel_module_write_profile(keel_module *m, FILE *f, int max_rows);
 /* Free idle pooled buffers and cached plans other than the current one. */
 void keel_module_trim(keel_module *m);
 

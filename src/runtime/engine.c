@@ -290,7 +290,7 @@ keel_status *keel_engine_run(keel_engine *e, keel_tensor *const *inputs, size_t 
     s = keel_error(KEEL_OUT_OF_MEMORY, "out of memory");
     goto done;
   }
-  s = keel_plan_execute(p, arena, in_ptrs, out_ptrs, views, 1);
+  s = keel_plan_execute(p, arena, in_ptrs, out_ptrs, views, 1, NULL);
 done:
   if (s)
     for (size_t k = 0; k < n_out; k++) {

@@ -27,6 +27,8 @@ typedef struct plan_entry {
   uint64_t last_used;
   int inflight;
   struct keel_cuda_plan *cuda; /* CUDA: constants on the device, kernel per step */
+  uint64_t *step_ns;           /* opt.profile: wall time per step, summed over profiled_calls */
+  uint64_t profiled_calls;
 } plan_entry;
 
 struct keel_call {
@@ -139,6 +141,7 @@ static void free_plan_entry(keel_module *m, plan_entry *e) {
   keel_plan_destroy(e->plan);
   free(e->key);
   free(e->views);
+  free(e->step_ns);
   memset(e, 0, sizeof *e);
 }
 
@@ -385,6 +388,23 @@ void keel_module_reset_stats(keel_module *m) {
   pthread_mutex_unlock(&m->mu);
 }
 
+keel_status *keel_module_write_profile(keel_module *m, FILE *f, int max_rows) {
+  if (!m || !f) return keel_error(KEEL_INVALID_ARGUMENT, "keel_module_write_profile: module or file is NULL");
+  if (!m->opt.profile)
+    return keel_error(KEEL_INVALID_ARGUMENT, "keel_module_write_profile: the module was created without options.profile");
+  module_sync(m); /* the counters are written by whoever computes */
+  pthread_mutex_lock(&m->mu);
+  const plan_entry *e = m->current;
+  keel_status *s = NULL;
+  if (!e || !e->profiled_calls)
+    s = keel_error(KEEL_INVALID_ARGUMENT, "keel_module_write_profile: no call has run a static plan yet%s",
+                   is_cuda(m) ? " (profiling times CPU plans only)" : "");
+  else
+    keel_plan_write_profile(e->plan, e->step_ns, e->profiled_calls, f, max_rows);
+  pthread_mutex_unlock(&m->mu);
+  return s;
+}
+
 void keel_module_trim(keel_module *m) {
   pthread_mutex_lock(&m->mu);
   for (int i = 0; i < m->opt.plan_cache_size; i++) {
@@ -607,7 +627,9 @@ static keel_status *select_plan(keel_module *m, keel_tensor *const *inputs, bool
   keel_status *s = mask2 != mask ? compute_key(m, inputs, mask2) : NULL;
   keel_view *views = s ? NULL : malloc(sizeof(keel_view) * ((size_t)plan->n_views + 1));
   uint8_t *key = views ? malloc(m->key_len ? m->key_len : 1) : NULL;
-  if (!key) {
+  uint64_t *step_ns = key && m->opt.profile ? calloc((size_t)plan->n_steps + 1, sizeof *step_ns) : NULL;
+  if (!key || (m->opt.profile && !step_ns)) {
+    free(key);
     free(views);
     keel_plan_destroy(plan);
     return s ? s : keel_error(KEEL_OUT_OF_MEMORY, "out of memory caching a plan");
@@ -661,6 +683,7 @@ static keel_status *select_plan(keel_module *m, keel_tensor *const *inputs, bool
   slot->key = key;
   slot->key_len = m->key_len;
   slot->cuda = cplan;
+  slot->step_ns = step_ns;
   slot->last_used = ++m->clock;
   m->current = slot;
   return NULL;
@@ -702,7 +725,9 @@ static void run_task(void *arg) {
   }
   const keel_plan *p = c->plan->plan;
   if (m->copy_stream) keel_stream_wait(m->copy_stream, c->copy_ticket); /* inputs staged (a cross-stream event) */
-  c->status = keel_plan_execute(p, c->arena, c->in_ptrs, c->out_ptrs, c->plan->views, m->opt.num_threads);
+  c->status = keel_plan_execute(p, c->arena, c->in_ptrs, c->out_ptrs, c->plan->views, m->opt.num_threads,
+                                c->plan->step_ns);
+  if (c->plan->step_ns) c->plan->profiled_calls++;
 }
 
 static bool same_shape(const keel_tensor *t, const keel_plan_value *pv) {

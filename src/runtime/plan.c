@@ -7,6 +7,7 @@
 #include "core/shape.h"
 #include "core/tensor_internal.h"
 #include "ops/string_ops.h"
+#include "runtime/device.h"
 #include "runtime/plan.h"
 
 /* Values up to this size whose inputs are all known are computed while planning (shape arithmetic). */
@@ -454,6 +455,8 @@ fail:
   return err;
 }
 
+static uint64_t now_ns(void) { return (uint64_t)(keel_now_us() * 1000.0); }
+
 static void *value_data(const keel_plan *p, int v, void *arena, void *const *inputs, void *const *outputs) {
   const keel_plan_value *pv = &p->values[v];
   switch (pv->loc) {
@@ -466,7 +469,7 @@ static void *value_data(const keel_plan *p, int v, void *arena, void *const *inp
 }
 
 keel_status *keel_plan_execute(const keel_plan *p, void *arena, void *const *inputs, void *const *outputs,
-                               keel_view *views, int num_threads) {
+                               keel_view *views, int num_threads, uint64_t *step_ns) {
   memcpy(views, p->views, sizeof(keel_view) * (size_t)p->n_views);
   for (int i = 0; i < p->n_views; i++) {
     int v = p->view_values[i];
@@ -480,7 +483,9 @@ keel_status *keel_plan_execute(const keel_plan *p, void *arena, void *const *inp
     const keel_plan_step *st = &p->steps[s];
     const keel_node *n = st->node;
     keel_view *in = &views[st->first_view];
+    uint64_t t0 = step_ns ? now_ns() : 0;
     keel_status *err = n->op->run(n, in, n->n_inputs, in + n->n_inputs, n->n_outputs, &ex);
+    if (step_ns) step_ns[s] += now_ns() - t0;
     if (err) return keel_error_prefix(err, "%s: ", keel_node_desc(n));
   }
   for (int c = 0; c < p->n_copies; c++) {

@@ -10,6 +10,8 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
 
 #include "graph/ir.h"
 #include "ops/op.h"
@@ -80,9 +82,13 @@ keel_status *keel_check_inputs(const keel_graph *g, const keel_view *inputs, int
 const keel_plan_value *keel_plan_output(const keel_plan *p, int k);
 
 /* Run the plan. `arena` has p->arena_bytes (64-byte aligned); inputs/outputs are data pointers in graph order;
- * `views` is scratch of p->n_views entries (so one plan can be executed by several threads at once). */
+ * `views` is scratch of p->n_views entries (so one plan can be executed by several threads at once).
+ * `step_ns`: NULL, or p->n_steps counters that each step's wall time is added to (profiling). */
 keel_status *keel_plan_execute(const keel_plan *p, void *arena, void *const *inputs, void *const *outputs,
-                               keel_view *views, int num_threads);
+                               keel_view *views, int num_threads, uint64_t *step_ns);
+
+/* Profile table of step_ns summed over `calls` runs (profile.c; keel_module_write_profile). */
+void keel_plan_write_profile(const keel_plan *p, const uint64_t *step_ns, uint64_t calls, FILE *f, int max_rows);
 
 
 #endif

@@ -521,6 +521,53 @@ TEST(mode_switch_and_trim) {
   keel_engine_release(e);
 }
 
+/* keel_module_write_profile: per-node times of the current plan, only when asked for at creation. */
+TEST(profile_per_node) {
+  TEST_BEGIN("profile_per_node");
+  keel_engine *e = test_load("engine/elementwise_chain.onnx");
+  if (!e) return;
+  keel_module_options o;
+  keel_module_options_init(&o);
+  keel_module *plain = NULL, *m = NULL;
+  CHECK_OK(keel_module_create(e, &o, &plain));
+  o.profile = 1;
+  CHECK_OK(keel_module_create(e, &o, &m));
+  if (!plain || !m) return;
+  FILE *f = tmpfile();
+  CHECK_ERR(keel_module_write_profile(plain, f, 0), KEEL_INVALID_ARGUMENT, "without options.profile");
+  CHECK_ERR(keel_module_write_profile(m, f, 0), KEEL_INVALID_ARGUMENT, "no call has run");
+  int64_t dims[] = {64, 1024};
+  keel_tensor *x = input(dims, 2, 0.f), *y = NULL;
+  for (int i = 0; i < 3; i++) {
+    CHECK_OK(keel_module_forward(m, &x, 1, &y, 1));
+    keel_tensor_release(y);
+  }
+  CHECK_OK(keel_module_write_profile(m, f, 0));
+  char text[8192] = "";
+  rewind(f);
+  size_t got = fread(text, 1, sizeof text - 1, f);
+  text[got] = 0;
+  fclose(f);
+  CHECK(strstr(text, "(mean over 3 calls)") != NULL);
+  CHECK(strstr(text, "by op type:") != NULL);
+  CHECK(strstr(text, "[64,1024]") != NULL); /* output shapes are printed */
+  /* every step of the plan appears once in the table: count the rank column's rows */
+  int steps = 0, rows = 0;
+  CHECK(sscanf(text, "profile: %d steps", &steps) == 1);
+  for (const char *l = strchr(text, '\n'); l && *++l;) {
+    int r;
+    if (sscanf(l, "%d ", &r) == 1 && r == rows + 1) rows++;
+    l = strchr(l, '\n');
+    if (!l) break;
+  }
+  CHECK(steps > 1);
+  CHECK(rows == steps);
+  keel_tensor_release(x);
+  keel_module_destroy(plain);
+  keel_module_destroy(m);
+  keel_engine_release(e);
+}
+
 /* Data-dependent shapes and control flow run in the interpreter, in every mode, with callbacks too. */
 TEST(interpreter_models) {
   TEST_BEGIN("interpreter_models");
@@ -603,4 +650,4 @@ RUN_TESTS(interpreter_models, preallocated_never_reuses_held_outputs, persistent
           shape_changes_replan_and_cache, shape_feeding_values_are_in_the_key, outputs_never_alias_inputs,
           bound_outputs, output_allocator_callback, async_calls_in_flight, sim_device_counts_device_allocations,
           errors_leave_module_usable, fault_injection_sweep, outputs_outlive_module, mode_switch_and_trim,
-          everything_again_on_cpu_stream)
+          profile_per_node, everything_again_on_cpu_stream)

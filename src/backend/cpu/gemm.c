@@ -232,6 +232,13 @@ static void gemm_block_apacked(const gemm_job *J, const keel_gemm_operand *B, fl
       } else if (B->cs == 1 && nr == NR) {
         Bp = B->p + pc * B->rs + jr; /* rows of B are contiguous: the kernel reads them in place */
         ldb = B->rs;
+        /* kc rows one row-stride apart are more streams than the hardware prefetchers follow (a 1x1 Conv
+         * over a batch-8 map ran at a third of memory bandwidth): fetch the next panel while this one runs */
+        if (jr + 2 * NR <= n1)
+          for (int64_t k = 0; k < kc; k++) {
+            __builtin_prefetch(Bp + k * ldb + NR, 0, 2);
+            __builtin_prefetch(Bp + k * ldb + NR + 16, 0, 2);
+          }
       } else {
         pack_panels(bbuf, B->p, B->cs, B->rs, jr, NR, J->N, pc, kc, NR);
       }
@@ -462,6 +469,9 @@ bool keel_sgemm_batch(int64_t batch, int64_t b_stride, int64_t c_stride, int64_t
    * would re-pack the other operand (N split with A not pre-packed, M split with B not pre-packed): in a
    * batch, one chunk per product when the products divide evenly over the threads (or are many). */
   int64_t chunks = ((int64_t)nt * 4 + batch - 1) / batch;
+  /* One product: one chunk per thread. Every chunk streams all of the operand it does not split, so fewer,
+   * taller chunks read it fewer times (ResNet-50 at batch 1 on 2 threads: 3% faster than 4 per thread). */
+  if (batch == 1) chunks = nt;
   if ((J.split_n && !pa) || (!J.split_n && !pb)) chunks = batch % nt == 0 || batch >= 4 * (int64_t)nt ? 1 : nt;
   if (nt <= 1 || chunks < 1) chunks = 1;
   if (chunks > panels) chunks = panels;
