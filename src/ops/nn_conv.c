@@ -17,6 +17,7 @@
 #include "backend/cpu/gemm.h"
 #include "backend/cpu/threadpool.h"
 #include "ops/act.h"
+#include "ops/nn_conv_direct.h"
 #include "ops/nn_conv_dw.h"
 #include "ops/nn_internal.h"
 
@@ -185,6 +186,21 @@ static bool conv_is_dw2d(const nn_conv_geom *g, keel_dtype dt) {
   return dt == KEEL_FLOAT32 && g->Cg == 1 && g->group == g->C && g->M == g->C && g->ndim == 4 && !g->pointwise;
 }
 
+/* The direct kernel's parameters (ops/nn_conv_direct.h): false when the convolution is not of a form it
+ * may cover (group 1, 1-D / 2-D, k x k; the kernel checks strides and widths). */
+static bool conv_direct_params(const nn_conv_geom *g, keel_conv_direct_params *p) {
+  const nn_window *v = &g->w3;
+  if (g->group != 1 || g->pointwise || g->out_prod <= 0 || !conv_implicit(g) || v->k[1] > 64 || v->k[2] > 64 ||
+      v->d[1] > 1 << 20 || v->d[2] > 1 << 20 || v->s[1] > 1 << 20 || v->s[2] > 1 << 20 || v->pb[1] > 1 << 20 ||
+      v->pb[2] > 1 << 20)
+    return false;
+  *p = (keel_conv_direct_params){.N = g->N, .C = g->C, .H = v->in[1], .W = v->in[2], .M = g->M, .OH = v->out[1],
+                                 .OW = v->out[2], .kh = (int)v->k[1], .kw = (int)v->k[2], .dh = (int)v->d[1],
+                                 .dw = (int)v->d[2], .sh = (int)v->s[1], .sw = (int)v->s[2],
+                                 .pad_top = (int)v->pb[1], .pad_left = (int)v->pb[2]};
+  return true;
+}
+
 /* Swapped orientation: Y^T[N*OH*OW, M] = cols^T x W^T into a scratch tile, then transposed into Y. With
  * few output positions (7x7 maps: 49 columns of 32-wide tiles waste 23% of the vector lanes) the channel
  * count becomes the long, lane-filling dimension, the positions fill the kernel's rows (14 at a time) and
@@ -193,9 +209,9 @@ static bool conv_is_dw2d(const nn_conv_geom *g, keel_dtype dt) {
  * maps at batch 1 and 8 and for 3x3 kernels on 14x14 maps at batch 1; slower for 1x1 kernels on 14x14 maps
  * at batch 8 (the normal orientation reads X in place there) and even for 3x3 on 14x14 at batch 8. Hence:
  * swap when the lane gain is real and either lanes are badly wasted (< 80% used) or, for k x k kernels at
- * batch 1, moderately. */
-static bool conv_swap_decide(int64_t N, int64_t P, int64_t M, int64_t K, int64_t kprod) {
-  if (N < 1 || P < 1 || M < 1 || K < 1) return false;
+ * batch 1, moderately. Unless the direct kernel takes it instead (direct: keel_conv_direct_over_swapped). */
+static bool conv_swap_decide(int64_t N, int64_t P, int64_t M, int64_t K, int64_t kprod, bool direct) {
+  if (N < 1 || P < 1 || M < 1 || K < 1 || direct) return false;
   const keel_gemm_isa isa = keel_gemm_get_isa();
   const int64_t MR = isa == KEEL_GEMM_AVX512 ? 14 : isa == KEEL_GEMM_AVX2 ? 6 : 4;
   const int64_t NR = isa == KEEL_GEMM_AVX512 ? 32 : 16;
@@ -207,10 +223,16 @@ static bool conv_swap_decide(int64_t N, int64_t P, int64_t M, int64_t K, int64_t
   return gain > 1.05 && (en < 0.8 || (kprod > 1 && N == 1));
 }
 
-static bool conv_swapped(const nn_conv_geom *g, keel_dtype dt) {
+static void conv_prep_free(void *p);
+
+/* n: the node, whose prepared weights the direct kernel needs (without them it does not run). */
+static bool conv_swapped(const keel_node *n, const nn_conv_geom *g, keel_dtype dt) {
   if (dt != KEEL_FLOAT32 || g->group != 1 || g->out_prod <= 0 || conv_is_dw2d(g, dt) || !conv_implicit(g))
     return false;
-  return conv_swap_decide(g->N, g->out_prod, g->M, g->Cg * g->kprod, g->kprod);
+  keel_conv_direct_params p;
+  const bool direct = n->prepared && n->prepared_free == conv_prep_free && conv_direct_params(g, &p) &&
+                      keel_conv_direct_over_swapped(&p);
+  return conv_swap_decide(g->N, g->out_prod, g->M, g->Cg * g->kprod, g->kprod, direct);
 }
 
 static size_t conv_swap_tile_bytes(const nn_conv_geom *g) {
@@ -218,10 +240,10 @@ static size_t conv_swap_tile_bytes(const nn_conv_geom *g) {
 }
 
 /* im2col bytes (64-byte aligned) then, for float32, the GEMM's scratch. */
-static size_t conv_ws_bytes(const nn_conv_geom *g, keel_dtype dt) {
+static size_t conv_ws_bytes(const keel_node *n, const nn_conv_geom *g, keel_dtype dt) {
   if (g->out_prod < 0 || conv_is_dw2d(g, dt)) return 0;
   size_t bytes = 0;
-  if (conv_swapped(g, dt)) {
+  if (conv_swapped(n, g, dt)) {
     int64_t e;
     if (!keel_mul_i64(g->N, g->out_prod, &e) || !keel_mul_i64(e, g->M, &e)) return SIZE_MAX;
     return 64 + conv_swap_tile_bytes(g) + keel_gemm_workspace(g->N * g->out_prod, g->M, g->Cg * g->kprod, false, false);
@@ -251,6 +273,9 @@ typedef struct conv_prep {
   /* W^T as the B operand (swapped orientation, group 1), or NULL: packed by prepare when the graph declares
    * the output shape, else by the first workspace query (planning) that finds the swapped orientation. */
   _Atomic(keel_gemm_packed *) pb;
+  /* W as A for the direct kernel when prepare packed only pb (it could not tell the input's shape) and
+   * planning then found the direct path: packed by that workspace query. */
+  _Atomic(keel_gemm_packed *) pa_late;
   keel_gemm_packed *pa[]; /* per group; NULL when only pb was packed */
 } conv_prep;
 
@@ -258,21 +283,38 @@ static void conv_prep_free(void *p) {
   conv_prep *c = p;
   for (int64_t i = 0; i < c->group; i++) keel_gemm_packed_free(c->pa[i]);
   keel_gemm_packed_free(atomic_load(&c->pb));
+  keel_gemm_packed_free(atomic_load(&c->pa_late));
   free(c);
 }
 
 /* The swapped orientation for this node at the shapes the graph declares (all known), for packing. */
 static bool conv_prep_swapped(const keel_node *n, const keel_graph *g, int64_t group, int64_t M, int64_t K) {
   if (group != 1 || n->n_outputs < 1 || n->outputs[0] < 0) return false;
+  const keel_tensor *wt = g->values[n->inputs[1]].constant;
+  /* The input's shape known: the run's own decision (which also knows whether the direct kernel applies). */
+  const keel_value *xv = n->inputs[0] >= 0 ? &g->values[n->inputs[0]] : NULL;
+  if (xv && xv->ndim == keel_tensor_ndim(wt) && xv->ndim >= 3 && xv->ndim <= 4) {
+    keel_view in[2] = {{.dtype = KEEL_FLOAT32, .ndim = xv->ndim}, {.dtype = KEEL_FLOAT32, .ndim = xv->ndim}};
+    bool known = true;
+    for (int i = 0; i < xv->ndim; i++) {
+      in[0].dims[i] = xv->dims[i];
+      in[1].dims[i] = keel_tensor_dims(wt)[i];
+      known = known && xv->dims[i] >= 1;
+    }
+    nn_conv_geom geo;
+    keel_status *s = known ? conv_geom(n, in, 2, &geo, false) : NULL;
+    if (known && !s) return conv_swapped(n, &geo, KEEL_FLOAT32);
+    keel_status_free(s);
+    if (known) return false;
+  }
   const keel_value *v = &g->values[n->outputs[0]];
   if (v->ndim < 3 || v->ndim > 4) return false; /* 1-D / 2-D only */
   int64_t P = 1;
   for (int i = 0; i < v->ndim; i++)
     if (v->dims[i] < 1) return false;
   for (int i = 2; i < v->ndim; i++) P *= v->dims[i];
-  const keel_tensor *wt = g->values[n->inputs[1]].constant;
   const int64_t kprod = K / keel_tensor_dims(wt)[1];
-  return v->dims[1] == M && conv_swap_decide(v->dims[0], P, M, K, kprod);
+  return v->dims[1] == M && conv_swap_decide(v->dims[0], P, M, K, kprod, false);
 }
 
 keel_status *nn_conv_prepare(keel_node *n, const keel_graph *g); /* called by keel_nn_prepare (nn_gemm.c) */
@@ -613,6 +655,18 @@ static void conv_untranspose(const float *yt, float *y, int64_t N, int64_t P, in
     conv_untranspose_part(&J, 0, 1, NULL);
 }
 
+/* The direct kernel (ops/nn_conv_direct.h) where it applies and is wanted: it reads the GEMM's B operand
+ * straight from the input, without the packing pass. pa: the weights packed as A. */
+static bool conv_direct(const keel_node *n, const nn_conv_geom *g, const float *x, const keel_gemm_packed *pa,
+                        const float *b, float *y, int nt) {
+  keel_conv_direct_params p;
+  if (!pa || !conv_direct_params(g, &p) || !keel_conv_direct_wanted(&p) || !keel_conv_direct_supported(&p, pa))
+    return false;
+  p.act = n->act, p.act_alpha = n->act_alpha, p.act_beta = n->act_beta;
+  keel_conv_direct_f32(&p, x, pa, b, y, nt);
+  return true;
+}
+
 static bool conv_f32_gemm(const keel_node *n, const nn_conv_geom *g, const float *x, const float *w, const float *b,
                           float *y, char *ws, size_t ws_bytes, int nt) {
   const int64_t K = g->Cg * g->kprod, P = g->out_prod;
@@ -620,7 +674,7 @@ static bool conv_f32_gemm(const keel_node *n, const nn_conv_geom *g, const float
   if (cp && (n->prepared_free != conv_prep_free || cp->src != w || cp->M != g->M || cp->K != K ||
              cp->group != g->group))
     cp = NULL;
-  if (conv_swapped(g, KEEL_FLOAT32)) {
+  if (conv_swapped(n, g, KEEL_FLOAT32)) {
     float *yt = (float *)(((uintptr_t)ws + 63) & ~(uintptr_t)63);
     const size_t used = (size_t)((char *)yt - ws) + conv_swap_tile_bytes(g);
     const int64_t rows = g->N * P;
@@ -632,6 +686,11 @@ static bool conv_f32_gemm(const keel_node *n, const nn_conv_geom *g, const float
       return false;
     conv_untranspose(yt, y, g->N, P, g->M, nt);
     return true;
+  }
+  if (cp) {
+    const keel_gemm_packed *pa =
+        cp->pa[0] ? cp->pa[0] : atomic_load_explicit(&((conv_prep *)cp)->pa_late, memory_order_acquire);
+    if (conv_direct(n, g, x, pa, b, y, nt)) return true;
   }
   if (cp && !cp->pa[0]) cp = NULL; /* packed for the swapped orientation only */
   const bool implicit = !g->pointwise && conv_implicit(g);
@@ -714,12 +773,20 @@ size_t nn_conv_workspace(const keel_node *n, const keel_view *in, int n_in, cons
   /* Planning knows the shapes prepare may not have: pack W^T now if the swapped orientation will run (once;
    * concurrent planners race with a compare-exchange, the loser frees its copy). */
   conv_prep *cp = n->prepared;
-  if (cp && n->prepared_free == conv_prep_free && conv_swapped(&g, in[0].dtype) && cp->M == g.M &&
+  if (cp && n->prepared_free == conv_prep_free && conv_swapped(n, &g, in[0].dtype) && cp->M == g.M &&
       cp->K == g.Cg * g.kprod && cp->group == 1 && !atomic_load(&cp->pb)) {
     keel_gemm_packed *pb = keel_gemm_pack_b(cp->src, cp->K, cp->M, 1, cp->K), *none = NULL;
     if (pb && !atomic_compare_exchange_strong(&cp->pb, &none, pb)) keel_gemm_packed_free(pb);
   }
-  return conv_ws_bytes(&g, in[0].dtype);
+  /* Likewise W as A for the direct kernel if prepare packed only W^T. */
+  keel_conv_direct_params dp;
+  if (cp && n->prepared_free == conv_prep_free && in[0].dtype == KEEL_FLOAT32 && cp->group == 1 && !cp->pa[0] &&
+      cp->M == g.M && cp->K == g.Cg * g.kprod && !conv_swapped(n, &g, in[0].dtype) && conv_direct_params(&g, &dp) &&
+      keel_conv_direct_wanted(&dp) && !atomic_load(&cp->pa_late)) {
+    keel_gemm_packed *pa = keel_gemm_pack_a(cp->src, cp->M, cp->K, cp->K, 1), *none = NULL;
+    if (pa && !atomic_compare_exchange_strong(&cp->pa_late, &none, pa)) keel_gemm_packed_free(pa);
+  }
+  return conv_ws_bytes(n, &g, in[0].dtype);
 }
 
 
@@ -728,7 +795,7 @@ keel_status *nn_conv_run(const keel_node *n, const keel_view *in, int n_in, keel
   nn_conv_geom g;
   KEEL_TRY(conv_geom(n, in, n_in, &g, false));
   KEEL_TRY(check_int_range(&g, g.Mg, g.out_prod, g.Cg * g.kprod));
-  size_t need = conv_ws_bytes(&g, in[0].dtype);
+  size_t need = conv_ws_bytes(n, &g, in[0].dtype);
   if (need > ex->workspace_bytes)
     return keel_error(KEEL_INTERNAL, "workspace of %zu bytes given, %zu needed", ex->workspace_bytes, need);
   const void *b = nn_has(in, n_in, 2) ? in[2].data : NULL;

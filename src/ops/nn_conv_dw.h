@@ -27,5 +27,8 @@ void keel_conv_dw_force_isa(int isa);
 /* Tests / benchmarks: the AVX-512 "flat" band path never (0), wherever it applies (1), or where it is
  * faster (-1, the default). Same caveat. */
 void keel_conv_dw_force_flat(int mode);
+/* Tests / benchmarks: the stride-1 sweep and stride-2 row paths never (0) or wherever they apply (1, -1: the
+ * default). Same caveat. */
+void keel_conv_dw_force_new(int mode);
 
 #endif

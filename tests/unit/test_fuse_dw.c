@@ -73,14 +73,17 @@ static void dw_odd_configs_isa(void);
 /* Every code path this CPU has: scalar, AVX2, AVX-512 (the kernel clamps a forced one to what exists). */
 TEST(dw_all_isas) {
   for (int isa = 0; isa <= 2; isa++)
-    for (int flat = 0; flat <= (isa == 2 ? 1 : 0); flat++) { /* the AVX-512 row kernels and the flat path */
+    for (int flat = 0; flat <= (isa == 2 ? 2 : 0); flat++) {
+      /* AVX-512: the row kernels, the flat path, and the sweep / stride-2 paths where they apply */
       keel_conv_dw_force_isa(isa);
-      keel_conv_dw_force_flat(isa == 2 ? flat : -1);
+      keel_conv_dw_force_flat(isa == 2 && flat < 2 ? flat : -1);
+      keel_conv_dw_force_new(isa == 2 && flat < 2 ? 0 : -1);
       dw_mobilenet_shapes_isa();
       dw_odd_configs_isa();
     }
   keel_conv_dw_force_isa(-1);
   keel_conv_dw_force_flat(-1);
+  keel_conv_dw_force_new(-1);
 }
 
 TEST(dw_mobilenet_shapes_isa) {
@@ -134,8 +137,9 @@ TEST(dw_threads) {
   float *x = malloc(nx * 4), *w = malloc((size_t)p.C * 9 * 4), *y1 = malloc(ny * 4), *y3 = malloc(ny * 4);
   for (size_t i = 0; i < nx; i++) x[i] = frand();
   for (int64_t i = 0; i < p.C * 9; i++) w[i] = frand();
-  for (int flat = 0; flat <= 1; flat++) {
-    keel_conv_dw_force_flat(flat);
+  for (int flat = 0; flat <= 2; flat++) { /* row kernels, flat path, sweep / stride-2 paths */
+    keel_conv_dw_force_flat(flat < 2 ? flat : -1);
+    keel_conv_dw_force_new(flat < 2 ? 0 : -1);
     keel_conv_dw_f32(&p, x, w, NULL, y1, 1);
     for (int t = 2; t <= 3; t++) {
       keel_conv_dw_f32(&p, x, w, NULL, y3, t);
@@ -143,6 +147,7 @@ TEST(dw_threads) {
     }
   }
   keel_conv_dw_force_flat(-1);
+  keel_conv_dw_force_new(-1);
   free(x), free(w), free(y1), free(y3);
 }
 
