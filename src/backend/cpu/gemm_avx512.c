@@ -50,7 +50,13 @@ INLINE_AVX512 void ukr(const int R, const int NV, int64_t kc, const float *restr
   __m512 c4a = c0a, c4b = c0a, c5a = c0a, c5b = c0a, c6a = c0a, c6b = c0a, c7a = c0a, c7b = c0a;
   __m512 c8a = c0a, c8b = c0a, c9a = c0a, c9b = c0a, c10a = c0a, c10b = c0a, c11a = c0a, c11b = c0a;
   __m512 c12a = c0a, c12b = c0a, c13a = c0a, c13b = c0a;
-  for (int i = 0; i < mr; i++) _mm_prefetch((const char *)(C + i * ldc), _MM_HINT_T0);
+  /* The tile's C rows (both cache lines of each: a later K block reads them back) arrive during the K loop;
+   * rows of a wide C (BERT's 3072-column FFN) are one stream each and would otherwise miss to L3 / memory at
+   * the epilogue, 14 at a time. */
+  for (int i = 0; i < mr; i++) {
+    _mm_prefetch((const char *)(C + i * ldc), _MM_HINT_T0);
+    if (NV > 1) _mm_prefetch((const char *)(C + i * ldc + 16), _MM_HINT_T0);
+  }
   for (int64_t k = 0; k < kc; k++) {
     const __m512 b0 = _mm512_loadu_ps(B), b1 = NV > 1 ? _mm512_loadu_ps(B + 16) : b0;
     FMA_ROW(0) FMA_ROW(1) FMA_ROW(2) FMA_ROW(3) FMA_ROW(4) FMA_ROW(5) FMA_ROW(6)
