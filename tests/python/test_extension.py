@@ -449,7 +449,9 @@ def test_pool_module_release_refused_with_pending_calls(rng):
 
 def test_wait_releases_the_gil():
     m = keel.Module(keel.Engine(PPOCR), async_=1)
-    x = np.zeros((16, 3, 48, 192), np.float32)
+    # batch 64 (~30 ms): the spinner needs the GIL switch interval (5 ms) to get in; at batch 16 the call
+    # is now short enough (~6 ms) that a wait sometimes ended before the spinner ran once
+    x = np.zeros((64, 3, 48, 192), np.float32)
     m(x)
     during = ticks_during(lambda c: c.wait(), 3, setup=lambda: m.submit(x))
     assert min(during) > 1000, during
