@@ -120,7 +120,7 @@ def test_close_while_other_threads_call(rng):
 def test_gil_released_during_calls():
     """While one thread is inside a keel call, another Python thread runs (the extension drops the GIL)."""
     m = keel.Module(keel.Engine(PPOCR))
-    x = np.zeros((16, 3, 48, 192), np.float32)
+    x = np.zeros((64, 3, 48, 192), np.float32)
     m(x)
     # tens of milliseconds per call: with the GIL held the spinner could not tick meanwhile
     during = ticks_during(lambda _: m(x), 5)
