@@ -28,7 +28,7 @@ void keel_act_apply_f32(float *p, size_t n, keel_act act, float alpha, float bet
     case KEEL_ACT_NONE:
       return;
     case KEEL_ACT_RELU:
-      for (size_t i = 0; i < n; i++) p[i] = p[i] > 0.0f ? p[i] : 0.0f;
+      for (size_t i = 0; i < n; i++) p[i] = p[i] < 0.0f ? 0.0f : p[i]; /* NaN stays NaN, like the Relu op */
       return;
     case KEEL_ACT_LEAKY_RELU:
       for (size_t i = 0; i < n; i++) p[i] = p[i] >= 0.0f ? p[i] : p[i] * alpha;

@@ -179,8 +179,8 @@ AVX512 static void dc_tile_setup(const dc_job *J, int64_t tile, dc_tile *ti) {
       x1 = _mm512_add_ps(x1, rb);                                          \
     }                                                                      \
     if (clamp) {                                                           \
-      x0 = _mm512_min_ps(_mm512_max_ps(x0, vlo), vhi);                     \
-      x1 = _mm512_min_ps(_mm512_max_ps(x1, vlo), vhi);                     \
+      x0 = _mm512_min_ps(vhi, _mm512_max_ps(vlo, x0));                     \
+      x1 = _mm512_min_ps(vhi, _mm512_max_ps(vlo, x1));                     \
     }                                                                      \
     _mm512_mask_storeu_ps(y + (i) * J->P, s0, x0);                         \
     if (NV > 1) _mm512_mask_storeu_ps(y + (i) * J->P + 16, s1, x1);        \

@@ -338,5 +338,39 @@ TEST(batch_matches_single_calls) {
   keel_gemm_packed_free(pb);
 }
 
+/* A NaN in an input row reaches its output row through a fused ReLU / Clip on every kernel, as through the
+ * standalone Relu and Clip ops (x < 0 ? 0 : x keeps NaN; a max(x, 0) instruction with x first would not). */
+TEST(fused_clamps_keep_nan) {
+  TEST_BEGIN("fused_clamps_keep_nan");
+  enum { M = 20, N = 40, K = 8 };
+  float a[M * K], b[K * N], c[M * N];
+  for (int i = 0; i < M * K; i++) a[i] = frand();
+  for (int i = 0; i < K * N; i++) b[i] = frand();
+  for (int k = 0; k < K; k++) a[3 * K + k] = NAN;
+  const keel_gemm_isa best = keel_gemm_isa_best();
+  for (int isa = KEEL_GEMM_GENERIC; isa <= (int)best; isa++) {
+    keel_gemm_set_isa((keel_gemm_isa)isa);
+    for (int act = 0; act < 2; act++) {
+      keel_gemm_epilogue e = {.act = act ? KEEL_ACT_CLIP : KEEL_ACT_RELU, .act_alpha = 0.0f, .act_beta = 0.5f};
+      keel_gemm_operand oa = {a, K, 1, NULL}, ob = {b, N, 1, NULL};
+      for (int i = 0; i < M * N; i++) c[i] = -7.0f;
+      CHECK(keel_sgemm(M, N, K, 1.0f, &oa, &ob, c, N, &e, NULL, 0, 1));
+      int nan_ok = 0, rest_ok = 0;
+      for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+          double ref = 0;
+          for (int k = 0; k < K; k++) ref += (double)a[i * K + k] * b[k * N + j];
+          ref = ref < 0 ? 0 : ref;
+          if (act && ref > 0.5) ref = 0.5;
+          if (i == 3) nan_ok += isnan(c[i * N + j]);
+          else rest_ok += fabs(c[i * N + j] - ref) < 1e-4;
+        }
+      CHECK(nan_ok == N);
+      CHECK(rest_ok == (M - 1) * N);
+    }
+  }
+  keel_gemm_set_isa(best);
+}
+
 RUN_TESTS(small_sizes_all_kernels, every_variant, blocking_boundaries_and_threads, edge_cases, thread_pool,
-          batch_matches_single_calls)
+          batch_matches_single_calls, fused_clamps_keep_nan)

@@ -30,8 +30,8 @@
     x0 = _mm256_add_ps(x0, cb0);                                             \
     x1 = _mm256_add_ps(x1, cb1);                                             \
     if (clamp) {                                                             \
-      x0 = _mm256_min_ps(_mm256_max_ps(x0, vlo), vhi);                       \
-      x1 = _mm256_min_ps(_mm256_max_ps(x1, vlo), vhi);                       \
+      x0 = _mm256_min_ps(vhi, _mm256_max_ps(vlo, x0));                       \
+      x1 = _mm256_min_ps(vhi, _mm256_max_ps(vlo, x1));                       \
     }                                                                        \
     _mm256_storeu_ps(cr, x0);                                                \
     _mm256_storeu_ps(cr + 8, x1);                                            \

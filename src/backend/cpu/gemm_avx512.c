@@ -11,7 +11,8 @@
 #define AVX512 __attribute__((target("avx512f,fma")))
 #define INLINE_AVX512 __attribute__((target("avx512f,fma"), always_inline)) static inline
 
-/* One row of the tile: scale, add C / biases, clamp, masked store. */
+/* One row of the tile: scale, add C / biases, clamp, masked store. The clamp's operand order keeps NaN
+ * (max / min return their second operand when either is NaN), like the standalone Relu and Clip ops. */
 #define ROW_EPI(i)                                                                            \
   if ((i) < R && (i) < mr) {                                                                  \
     __m512 x0 = _mm512_mul_ps(va, c##i##a), x1 = _mm512_mul_ps(va, c##i##b);                  \
@@ -28,8 +29,8 @@
     x0 = _mm512_add_ps(x0, cb0);                                                              \
     x1 = _mm512_add_ps(x1, cb1);                                                              \
     if (clamp) {                                                                              \
-      x0 = _mm512_min_ps(_mm512_max_ps(x0, vlo), vhi);                                        \
-      x1 = _mm512_min_ps(_mm512_max_ps(x1, vlo), vhi);                                        \
+      x0 = _mm512_min_ps(vhi, _mm512_max_ps(vlo, x0));                                        \
+      x1 = _mm512_min_ps(vhi, _mm512_max_ps(vlo, x1));                                        \
     }                                                                                         \
     _mm512_mask_storeu_ps(cr, m0, x0);                                                        \
     if (NV > 1) _mm512_mask_storeu_ps(cr + 16, m1, x1);                                       \
