@@ -25,10 +25,7 @@ static void graph_output(keel_graph *g, const char *name) {
 }
 
 static uint32_t rng = 777;
-static float frand(void) {
-  rng = rng * 1664525u + 1013904223u;
-  return (float)((rng >> 8) & 0xFFFF) / 32768.0f - 1.0f;
-}
+static float frand(void) { return test_frand_lcg(&rng); }
 
 /* A constant: float32 (data NULL: random) or int64 (i64). */
 static void constant(keel_graph *g, const char *name, keel_dtype dt, const int64_t *dims, int ndim,

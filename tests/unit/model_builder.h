@@ -116,6 +116,12 @@ static inline void mb_attr_int(mb *b, Onnx__NodeProto *n, const char *name, int6
   a->has_i = 1;
   a->i = v;
 }
+static inline void mb_attr_ints(mb *b, Onnx__NodeProto *n, const char *name, const int64_t *v, size_t cnt) {
+  Onnx__AttributeProto *a = mb_attr(b, n, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS);
+  a->n_ints = cnt;
+  a->ints = mb_alloc(b, sizeof(int64_t) * (cnt + 1)); /* + 1: an empty list still gets a pointer */
+  if (cnt) memcpy(a->ints, v, sizeof(int64_t) * cnt);
+}
 static inline void mb_attr_str(mb *b, Onnx__NodeProto *n, const char *name, const char *v) {
   Onnx__AttributeProto *a = mb_attr(b, n, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRING);
   a->has_s = 1;

@@ -15,25 +15,13 @@
 #include "test_main.h"
 
 static uint64_t rng = 0x9E3779B97F4A7C15ull;
-static float frand(void) { /* [-1, 1) */
-  rng ^= rng << 13;
-  rng ^= rng >> 7;
-  rng ^= rng << 17;
-  return (float)((rng >> 40) & 0xFFFFFF) / (float)(1 << 23) - 1.0f;
-}
+static float frand(void) { return test_frand_xorshift(&rng); } /* [-1, 1) */
 
 typedef struct ccfg {
   int64_t N, C, H, W, M, kh, kw, sh, sw, dh, dw, pt, pl, pb, pr;
   bool bias, relu, declare_out;
   int threads;
 } ccfg;
-
-static void mb_attr_ints(mb *b, Onnx__NodeProto *n, const char *name, const int64_t *v, size_t cnt) {
-  Onnx__AttributeProto *a = mb_attr(b, n, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS);
-  a->n_ints = cnt;
-  a->ints = mb_alloc(b, sizeof(int64_t) * cnt);
-  memcpy(a->ints, v, sizeof(int64_t) * cnt);
-}
 
 static int64_t out_size(int64_t in, int64_t k, int64_t s, int64_t d, int64_t p0, int64_t p1) {
   return (in + p0 + p1 - ((k - 1) * d + 1)) / s + 1;

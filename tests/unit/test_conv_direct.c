@@ -17,12 +17,7 @@
 #include "model_builder.h"
 
 static uint64_t rng = 0x2545F4914F6CDD1Dull;
-static float frand(void) { /* [-1, 1) */
-  rng ^= rng << 13;
-  rng ^= rng >> 7;
-  rng ^= rng << 17;
-  return (float)((rng >> 40) & 0xFFFFFF) / (float)(1 << 23) - 1.0f;
-}
+static float frand(void) { return test_frand_xorshift(&rng); } /* [-1, 1) */
 
 typedef struct dcase {
   int64_t N, C, H, W, M;
@@ -322,13 +317,6 @@ TEST(direct_supported) {
 }
 
 /* ---- through the engine: Conv (+ a fused activation), direct forced on vs off, bound NaN output ---- */
-
-static void mb_attr_ints(mb *b, Onnx__NodeProto *n, const char *name, const int64_t *v, size_t cnt) {
-  Onnx__AttributeProto *a = mb_attr(b, n, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS);
-  a->n_ints = cnt;
-  a->ints = mb_alloc(b, sizeof(int64_t) * cnt);
-  memcpy(a->ints, v, sizeof(int64_t) * cnt);
-}
 
 /* Runs the model with the direct path forced to `mode`; y gets the output. */
 static bool engine_run(const dcase *c, const char *act_op, int threads, int mode, const float *x, const float *w,

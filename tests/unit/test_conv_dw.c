@@ -9,32 +9,11 @@
 
 #include "ops/act.h"
 #include "ops/nn_conv_dw.h"
+#include "dw_reference.h"
 #include "test_main.h"
 
 static uint32_t rng = 2024;
-static float frand(void) {
-  rng = rng * 1664525u + 1013904223u;
-  return (float)((rng >> 8) & 0xFFFF) / 32768.0f - 1.0f;
-}
-
-static void reference(const keel_conv_dw_params *p, const float *x, const float *w, const float *bias, float *y) {
-  for (int64_t n = 0; n < p->N; n++)
-    for (int64_t c = 0; c < p->C; c++)
-      for (int64_t oh = 0; oh < p->OH; oh++)
-        for (int64_t ow = 0; ow < p->OW; ow++) {
-          double acc = bias ? bias[c] : 0.0;
-          for (int i = 0; i < p->kh; i++)
-            for (int j = 0; j < p->kw; j++) {
-              const int64_t ih = oh * p->sh - p->pad_top + (int64_t)i * p->dh;
-              const int64_t iw = ow * p->sw - p->pad_left + (int64_t)j * p->dw;
-              if (ih < 0 || ih >= p->H || iw < 0 || iw >= p->W) continue;
-              acc += (double)x[((n * p->C + c) * p->H + ih) * p->W + iw] * w[(c * p->kh + i) * p->kw + j];
-            }
-          float v = (float)acc;
-          keel_act_apply_f32(&v, 1, p->act, p->act_alpha, p->act_beta);
-          y[((n * p->C + c) * p->OH + oh) * p->OW + ow] = v;
-        }
-}
+static float frand(void) { return test_frand_lcg(&rng); }
 
 typedef struct dw_case {
   int64_t N, C, H, W;
@@ -69,7 +48,7 @@ static int run(const dw_case *t, int xo, int yo) {
   if (t->nan_at >= 0) x[(size_t)t->nan_at % nx] = NAN;
   for (size_t i = 0; i < nw; i++) w[i] = frand();
   for (int64_t i = 0; i < p.C; i++) b[i] = frand();
-  reference(&p, x, w, t->bias ? b : NULL, r);
+  dw_reference(&p, x, w, t->bias ? b : NULL, r);
   int bad = 0;
   for (int mode = 1; mode >= 0; mode--)
     for (int nt = 1; nt <= 3; nt++) {

@@ -13,12 +13,7 @@
 #include "test_main.h"
 
 static uint64_t rng = 88172645463325252ull;
-static float frand(void) { /* [-1, 1) */
-  rng ^= rng << 13;
-  rng ^= rng >> 7;
-  rng ^= rng << 17;
-  return (float)((rng >> 40) & 0xFFFFFF) / (float)(1 << 23) - 1.0f;
-}
+static float frand(void) { return test_frand_xorshift(&rng); } /* [-1, 1) */
 static int irand(int n) { return (int)((frand() + 1.0f) * 0.5f * (float)n) % n; }
 
 typedef struct cfg {

@@ -4,6 +4,7 @@
 #define KEEL_TEST_MAIN_H
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +51,19 @@ static const char *test_current = "";
       keel_status_free(check_s_);                                                    \
     }                                                                                \
   } while (0)
+
+/* Deterministic test data in [-1, 1): a 32-bit LCG and a 64-bit xorshift (each test file keeps its own
+ * state and seed, so its draws do not depend on other files). */
+static inline float test_frand_lcg(uint32_t *s) {
+  *s = *s * 1664525u + 1013904223u;
+  return (float)((*s >> 8) & 0xFFFF) / 32768.0f - 1.0f;
+}
+static inline float test_frand_xorshift(uint64_t *s) {
+  *s ^= *s << 13;
+  *s ^= *s >> 7;
+  *s ^= *s << 17;
+  return (float)((*s >> 40) & 0xFFFFFF) / (float)(1 << 23) - 1.0f;
+}
 
 #define TEST(name) static void name(void)
 

@@ -14,16 +14,10 @@
 
 /* ---- attribute helpers the shared builder lacks ---- */
 
-static void attr_ints(mb *b, Onnx__NodeProto *n, const char *name, const int64_t *v, size_t k) {
-  Onnx__AttributeProto *a = mb_attr(b, n, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS);
-  a->ints = mb_alloc(b, sizeof(int64_t) * (k + 1));
-  memcpy(a->ints, v, sizeof(int64_t) * k);
-  a->n_ints = k;
-}
 #define ATTR_INTS(b, n, name, ...)                                                   \
   do {                                                                               \
     const int64_t v_[] = {__VA_ARGS__};                                              \
-    attr_ints((b), (n), (name), v_, sizeof v_ / sizeof *v_);                         \
+    mb_attr_ints((b), (n), (name), v_, sizeof v_ / sizeof *v_);                      \
   } while (0)
 
 static void attr_floats(mb *b, Onnx__NodeProto *n, const char *name, const float *v, size_t k) {
@@ -137,7 +131,7 @@ TEST(test_label_encoder_to_strings) {
   const float keys[] = {NAN, -0.0f, 2.5f};
   attr_floats(&b, f, "keys_floats", keys, 3);
   const int64_t vals[] = {10, 20, 30};
-  attr_ints(&b, f, "values_int64s", vals, 3);
+  mb_attr_ints(&b, f, "values_int64s", vals, 3);
   mb_output(&b, "Y", 8);
   mb_output(&b, "G", 7);
   int64_t d4 = 4;
