@@ -39,6 +39,8 @@ uint64_t keel_conv_direct_calls(void) { return __atomic_load_n(&calls, __ATOMIC_
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
 
+#include "backend/cpu/gemm_avx512_tile.h"
+
 #define DC_MAXT 64 /* kernel taps (kh * kw) per channel */
 #define DC_MR 14   /* rows per packed weight panel (the AVX-512 GEMM's MR) */
 /* Weights up to DC_WEIGHTS_L2 bytes are one block (they stay in L2 across tiles); larger ones go in blocks
@@ -163,13 +165,6 @@ AVX512 static void dc_tile_setup(const dc_job *J, int64_t tile, dc_tile *ti) {
   }
 }
 
-#define DC_FMA(i)                                         \
-  if ((i) < R) {                                          \
-    const __m512 a = _mm512_set1_ps(A[i]);                \
-    c##i##a = _mm512_fmadd_ps(a, b0, c##i##a);            \
-    if (NV > 1) c##i##b = _mm512_fmadd_ps(a, b1, c##i##b); \
-  }
-
 #define DC_ROW(i)                                                          \
   if ((i) < R && (i) < mr) {                                               \
     __m512 x0 = c##i##a, x1 = c##i##b;                                     \
@@ -179,8 +174,8 @@ AVX512 static void dc_tile_setup(const dc_job *J, int64_t tile, dc_tile *ti) {
       x1 = _mm512_add_ps(x1, rb);                                          \
     }                                                                      \
     if (clamp) {                                                           \
-      x0 = _mm512_min_ps(vhi, _mm512_max_ps(vlo, x0));                     \
-      x1 = _mm512_min_ps(vhi, _mm512_max_ps(vlo, x1));                     \
+      TILE512_CLAMP(x0);                                                   \
+      TILE512_CLAMP(x1);                                                   \
     }                                                                      \
     _mm512_mask_storeu_ps(y + (i) * J->P, s0, x0);                         \
     if (NV > 1) _mm512_mask_storeu_ps(y + (i) * J->P + 16, s1, x1);        \
@@ -192,10 +187,7 @@ AVX512 static void dc_tile_setup(const dc_job *J, int64_t tile, dc_tile *ti) {
 INLINE_AVX512 void dc_kernel(const int R, const int NV, const int PF, const int SW, const dc_job *J,
                              const dc_tile *ti, uintptr_t xt, intptr_t pf, const dc_wpf *wp, int64_t m, float *y,
                              int mr) {
-  __m512 c0a = _mm512_setzero_ps(), c0b = c0a, c1a = c0a, c1b = c0a, c2a = c0a, c2b = c0a, c3a = c0a, c3b = c0a;
-  __m512 c4a = c0a, c4b = c0a, c5a = c0a, c5b = c0a, c6a = c0a, c6b = c0a, c7a = c0a, c7b = c0a;
-  __m512 c8a = c0a, c8b = c0a, c9a = c0a, c9b = c0a, c10a = c0a, c10b = c0a, c11a = c0a, c11b = c0a;
-  __m512 c12a = c0a, c12b = c0a, c13a = c0a, c13b = c0a;
+  TILE512_ACC_ZERO;
   const int T = J->T;
   const int64_t K = J->K, HWb = J->HW * (int64_t)sizeof(float);
   const int64_t *off = J->off;
@@ -246,19 +238,17 @@ INLINE_AVX512 void dc_kernel(const int R, const int NV, const int PF, const int 
             _mm_prefetch((const char *)(s + (uintptr_t)pf + 252), _MM_HINT_T0);
           }
         }
-        DC_FMA(0) DC_FMA(1) DC_FMA(2) DC_FMA(3) DC_FMA(4) DC_FMA(5) DC_FMA(6)
-        DC_FMA(7) DC_FMA(8) DC_FMA(9) DC_FMA(10) DC_FMA(11) DC_FMA(12) DC_FMA(13)
+        TILE512_FMA_ROWS
       }
       if (t == T) t = 0, xc += (uintptr_t)HWb;
       for (int q = 0; q < 2 && wq < wend; q++, wq += 64) _mm_prefetch((const char *)wq, _MM_HINT_T1);
     }
   }
-  const __mmask16 s0 = nr >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nr) - 1);
-  const __mmask16 s1 = nr >= 32 ? (__mmask16)0xFFFF : nr <= 16 ? (__mmask16)0 : (__mmask16)((1u << (nr - 16)) - 1);
+  __mmask16 s0, s1;
+  tile512_col_masks(nr, &s0, &s1);
   const float *bias = J->bias ? J->bias + m : NULL;
-  const int clamp = J->act == KEEL_ACT_RELU || J->act == KEEL_ACT_CLIP;
-  const __m512 vlo = _mm512_set1_ps(J->act == KEEL_ACT_CLIP ? J->act_alpha : 0.0f);
-  const __m512 vhi = _mm512_set1_ps(J->act == KEEL_ACT_CLIP ? J->act_beta : __builtin_inff());
+  __m512 vlo, vhi;
+  const int clamp = tile512_bounds(J->act, J->act_alpha, J->act_beta, &vlo, &vhi);
   DC_ROW(0) DC_ROW(1) DC_ROW(2) DC_ROW(3) DC_ROW(4) DC_ROW(5) DC_ROW(6)
   DC_ROW(7) DC_ROW(8) DC_ROW(9) DC_ROW(10) DC_ROW(11) DC_ROW(12) DC_ROW(13)
   if (!clamp && J->act != KEEL_ACT_NONE)
