@@ -642,6 +642,7 @@ static keel_status *select_plan(keel_module *m, keel_tensor *const *inputs, bool
     if (s) {
       free(views);
       free(key);
+      free(step_ns);
       keel_plan_destroy(plan);
       return s;
     }
@@ -673,6 +674,7 @@ static keel_status *select_plan(keel_module *m, keel_tensor *const *inputs, bool
 #endif
     free(views);
     free(key);
+    free(step_ns);
     keel_plan_destroy(plan);
     return keel_error(KEEL_INTERNAL, "no plan-cache slot is free although the stream is idle");
   }
